@@ -1,0 +1,68 @@
+# tincoso: two commands for a fresh Debian 12 machine (as root, or with sudo available).
+#   make demo   installs what is missing, then runs the demo on local services
+#   make test   installs what is missing, then runs every check and test
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := mosquitto influxdb nodejs npm
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint typecheck pytest deps system-deps bench bench-quick clean help
+
+help:
+	@echo "make demo   - install what is missing, run the demo (simulated district on local services)"
+	@echo "make test   - install what is missing, run lint, type checks and every test"
+
+demo: deps
+	$(BIN)/tincoso demo
+
+test: deps lint typecheck pytest
+
+lint: deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: deps
+	$(BIN)/mypy protocols backend agent dashboards hil_tests bench
+
+pytest: deps
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+deps: system-deps $(VENV)/.installed node_modules/.installed
+
+# Debian packages: the broker, the database and Node.js (runs MicroPython for the tests).
+system-deps:
+	@missing=""; \
+	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	command -v influxd >/dev/null || missing="$$missing influxdb"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@# Debian's packages start their own services; tincoso runs its own on free ports instead.
+	@-$(SUDO) systemctl disable --now mosquitto influxdb >/dev/null 2>&1 || true
+
+$(VENV)/.installed: pyproject.toml
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+bench: deps
+	$(BIN)/python -m bench
+
+bench-quick: deps
+	$(BIN)/python -m bench --quick
+
+clean:
+	rm -rf $(VENV) node_modules var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""tincoso backend."""

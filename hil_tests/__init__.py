@@ -1,0 +1,1 @@
+"""tincoso hil_tests."""
