@@ -46,9 +46,7 @@ def test_portable_code_passes_under_real_micropython(script: Path) -> None:
 def test_harness_reports_a_failing_script(tmp_path: Path) -> None:
     script = tmp_path / "mp_broken.py"
     script.write_text(
-        "from mptest import test, run\n"
-        "@test\ndef boom():\n    assert 1 == 2, 'one is not two'\n"
-        "run()\n"
+        "from mptest import test, run\n@test\ndef boom():\n    assert 1 == 2, 'one is not two'\nrun()\n"
     )
     proc = run_micropython(script)
     assert proc.returncode == 1

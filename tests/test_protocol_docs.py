@@ -28,7 +28,8 @@ def test_every_json_example_in_the_readme_decodes() -> None:
     "line",
     [
         line
-        for line in docgen.README.read_text(encoding="utf-8").split("```text\n", 1)[1]
+        for line in docgen.README.read_text(encoding="utf-8")
+        .split("```text\n", 1)[1]
         .split("```", 1)[0]
         .splitlines()
         if line.strip()
