@@ -17,7 +17,7 @@ from typing import NoReturn, TypeAlias
 
 from backend.localservices import ServiceError
 
-SUBCOMMAND_MODULES = ("backend.cli_services",)
+SUBCOMMAND_MODULES = ("backend.cli_services", "backend.cli_provision", "backend.cli_backend", "backend.cli_dashboards")
 
 Handler = Callable[[argparse.Namespace], int]
 # argparse has no public name for the object add_subparsers() returns.

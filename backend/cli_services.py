@@ -38,6 +38,11 @@ def register(subparsers: Subparsers) -> None:
     _add_dir(up)
     up.add_argument("--mqtt-port", type=_port, help="Mosquitto port (default: free port)")
     up.add_argument("--influx-port", type=_port, help="InfluxDB HTTP port (default: free port)")
+    up.add_argument(
+        "--secure",
+        action="store_true",
+        help="no anonymous access: TLS, per-device passwords and ACLs (credentials in DIR/secrets)",
+    )
     up.set_defaults(handler=services_up)
 
     status = actions.add_parser(
@@ -55,7 +60,9 @@ def register(subparsers: Subparsers) -> None:
 
 def services_up(args: argparse.Namespace) -> int:
     """Start the services detached and say where they are."""
-    local = LocalServices.open(args.dir, mqtt_port=args.mqtt_port, influx_port=args.influx_port)
+    local = LocalServices.open(
+        args.dir, mqtt_port=args.mqtt_port, influx_port=args.influx_port, secure=args.secure or None
+    )
     already = [service.name for service in local.services if service.running]
     local.start(detach=True)
     console = Console(highlight=False, soft_wrap=True)
@@ -64,6 +71,13 @@ def services_up(args: argparse.Namespace) -> int:
         note = "already running" if service.name in already else "started"
         console.print(_service_line(service, f"[green]{note}[/]"))
     console.print(f"Config, data and logs: {escape(str(local.root))}/{{mosquitto,influxdb}}/")
+    if local.secrets is not None:
+        console.print(
+            f"Secure broker: devices connect with TLS to port {local.device_port}, the backend to port "
+            f"{local.mosquitto.port} as {escape(local.secrets.ensure_backend()[0])}; "
+            f"credentials in {escape(str(local.secrets.directory))} "
+            f"(add devices with `tincoso provision DEVICE_ID --dir {escape(str(local.secrets.directory))}`)."
+        )
     console.print(f"Stop with: [bold]{escape(_command('down', args.dir))}[/]")
     return EXIT_OK
 

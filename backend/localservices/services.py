@@ -51,6 +51,10 @@ class LocalServices:
         mqtt_port: Mosquitto port; None picks a free one.
         influx_port: InfluxDB HTTP port; None picks a free one.
         influx_rpc_port: InfluxDB RPC port; None picks a free one.
+        secure: Run Mosquitto the secure way (backend/provision/broker.py): no anonymous
+            access, TLS, per-device passwords and ACLs, credentials under ``ROOT/secrets``;
+            ``mqtt_port`` is then the backend listener and ``device_port`` the devices' one.
+        device_port: The secure mode's device listener port; None picks a free one.
     """
 
     def __init__(
@@ -60,9 +64,24 @@ class LocalServices:
         mqtt_port: int | None = None,
         influx_port: int | None = None,
         influx_rpc_port: int | None = None,
+        secure: bool = False,
+        device_port: int | None = None,
     ) -> None:
         self.root = Path(root).resolve()
-        self.mosquitto = LocalMosquitto(self.root, port=mqtt_port)
+        self.secure = secure
+        self.device_port: int | None = None
+        if secure:
+            # Imported here: provisioning builds on this package.
+            from backend.provision.broker import secure_mosquitto
+            from backend.provision.store import ProvisionStore
+
+            self.secrets: ProvisionStore | None = ProvisionStore(self.root / "secrets")
+            self.mosquitto, self.device_port = secure_mosquitto(
+                self.root, self.secrets, backend_port=mqtt_port, device_port=device_port
+            )
+        else:
+            self.secrets = None
+            self.mosquitto = LocalMosquitto(self.root, port=mqtt_port)
         self.influxdb = LocalInflux(self.root, port=influx_port, rpc_port=influx_rpc_port)
 
     @property
@@ -82,6 +101,7 @@ class LocalServices:
         *,
         mqtt_port: int | None = None,
         influx_port: int | None = None,
+        secure: bool | None = None,
     ) -> LocalServices:
         """The services of ``root``, reusing recorded ports and adopting live processes.
 
@@ -89,6 +109,7 @@ class LocalServices:
             root: Directory as for the constructor.
             mqtt_port: Port wanted for Mosquitto instead of the recorded one.
             influx_port: Port wanted for InfluxDB instead of the recorded one.
+            secure: Secure mode wanted; None keeps the recorded mode.
 
         Returns:
             The services, some possibly already running.
@@ -104,6 +125,8 @@ class LocalServices:
             mqtt_port=mqtt_port or mosquitto.get("port"),
             influx_port=influx_port or influxdb.get("port"),
             influx_rpc_port=influxdb.get("rpc_port"),
+            secure=bool(mosquitto.get("secure", False)) if secure is None else secure,
+            device_port=mosquitto.get("device_port"),
         )
         for service in local.services:
             entry = recorded.get(service.name, {})
@@ -198,6 +221,9 @@ class LocalServices:
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "services": {service.name: service.state() for service in self.services},
         }
+        if self.secure:
+            entries: dict[str, dict[str, Any]] = state["services"]  # type: ignore[assignment]
+            entries["mosquitto"].update(secure=True, device_port=self.device_port)
         self.root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".services.", suffix=".json")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
