@@ -39,7 +39,7 @@ _MAX_STR = 256
 
 DEVICE_KINDS = ("speaker_cluster", "eboard", "district_led")
 REBOOT_REASONS = ("clean", "power_loss", "watchdog", "agent_crash", "first_boot", "unknown")
-NET_TYPES = ("4g", "3g", "2g", "wifi", "lan", "unknown")
+NET_TYPES = ("5g", "4g", "3g", "2g", "wifi", "lan", "unknown")
 EVENT_TYPES = (
     "fault_start",
     "fault_end",
