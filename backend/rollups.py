@@ -1,0 +1,341 @@
+"""Retention policies and continuous queries that roll readings up for long dashboards.
+
+Raw points live in the default policy ``raw`` (90 days). Continuous queries summarise
+them every minute into ``rollup_1m`` (400 days) and those minutes every hour into
+``rollup_1h`` (kept forever), so 30- and 365-day panels read thousands of points, not
+millions. Created idempotently by `ensure_retention_and_rollups` at backend start.
+
+What a rolled-up point holds, per measurement (tags are kept by ``GROUP BY *``):
+
+- each numeric field under its own name, aggregated as `ROLLUP_FIELDS` says (``mean``
+  for levels, ``max`` for peaks, ages and counters), so a panel's ``mean("temp_c")`` or
+  ``max("peak_dbfs")`` reads the same on ``raw``, ``rollup_1m`` and ``rollup_1h``;
+- for ``mean`` fields also ``<field>_max`` and ``<field>_min``;
+- ``samples``: how many raw readings the point summarises;
+- conditional sums (`CONDITIONAL_FIELDS`), because InfluxQL cannot aggregate booleans:
+  seconds of audio that played / really sounded / were silent while playing, and counts of
+  display readings that were dark, blank, frozen or unlit.
+
+A continuous query only summarises the interval that just ended (plus its RESAMPLE
+window), so readings that arrive later (a batch replayed after an outage) need
+`backfill`, which runs the same SELECT ... INTO over a past range.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from backend.influx import InfluxClient, InfluxError
+
+__all__ = [
+    "CONDITIONAL_FIELDS",
+    "LEVELS",
+    "RAW_RP",
+    "ROLLUP_1H_RP",
+    "ROLLUP_1M_RP",
+    "ROLLUP_FIELDS",
+    "SOUNDED_WHERE",
+    "SOUND_THRESHOLD_DBFS",
+    "RetentionConfig",
+    "Rollup",
+    "backfill",
+    "ensure_retention_and_rollups",
+    "rollups",
+]
+
+log = logging.getLogger(__name__)
+
+RAW_RP = "raw"
+ROLLUP_1M_RP = "rollup_1m"
+ROLLUP_1H_RP = "rollup_1h"
+CQ_PREFIX = "tincoso_"
+
+# Audio counts as really sounding above this RMS: the agent's dead-air threshold and the
+# KPI report's default (backend/kpi), so dashboards and the report agree.
+SOUND_THRESHOLD_DBFS = -50
+SOUNDED_WHERE = f'"playing" = true AND "dead_air" = false AND "rms_dbfs" > {SOUND_THRESHOLD_DBFS}'
+SILENT_WHERE = f'"playing" = true AND ("dead_air" = true OR "rms_dbfs" <= {SOUND_THRESHOLD_DBFS})'
+
+ROLLUP_FIELDS: dict[str, dict[str, str]] = {
+    "heartbeat": {
+        "uptime_s": "max",
+        "temp_c": "mean",
+        "signal_dbm": "mean",
+        "disk_free_mb": "min",
+        "queue_depth": "max",
+        "queue_dropped": "max",
+    },
+    "audio": {
+        "rms_dbfs": "mean",
+        "peak_dbfs": "max",
+        "dead_air_s": "max",
+        "volume": "mean",
+        "amp_power_w": "mean",
+        "amp_voltage_v": "mean",
+        "amp_current_a": "mean",
+        "amp_energy_wh": "max",
+    },
+    "display": {
+        "brightness": "mean",
+        "failed_modules": "max",
+        "temp_c": "mean",
+        "source_sync_age_s": "max",
+    },
+}
+
+# The field counted as ``samples``: one that every reading of the measurement carries.
+SAMPLE_FIELD = {"heartbeat": "uptime_s", "audio": "rms_dbfs", "display": "power"}
+
+# measurement -> (rolled-up field, raw aggregate, raw condition)
+CONDITIONAL_FIELDS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "audio": (
+        ("played_s", 'sum("window_s")', '"playing" = true'),
+        ("sounded_s", 'sum("window_s")', SOUNDED_WHERE),
+        ("silent_s", 'sum("window_s")', SILENT_WHERE),
+    ),
+    "display": (
+        ("dark_samples", 'count("power")', '"power" = false'),
+        ("blank_samples", 'count("blank")', '"blank" = true'),
+        ("frozen_samples", 'count("frozen")', '"frozen" = true'),
+        ("unlit_samples", 'count("power")', '"power" = false OR "blank" = true OR "frozen" = true'),
+    ),
+}
+
+# level -> (source policy, target policy, GROUP BY interval, RESAMPLE FOR)
+LEVELS: dict[str, tuple[str, str, str, str]] = {
+    "1m": (RAW_RP, ROLLUP_1M_RP, "1m", "10m"),
+    "1h": (ROLLUP_1M_RP, ROLLUP_1H_RP, "1h", "2h"),
+}
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """How long each policy keeps points, in days; None keeps them forever.
+
+    Args:
+        raw_days: The default policy ``raw`` that ingest writes into.
+        rollup_1m_days: One-minute summaries.
+        rollup_1h_days: One-hour summaries.
+    """
+
+    raw_days: int | None = 90
+    rollup_1m_days: int | None = 400
+    rollup_1h_days: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("raw_days", "rollup_1m_days", "rollup_1h_days"):
+            days = getattr(self, name)
+            # InfluxDB refuses policies shorter than one hour; a day is the useful floor.
+            if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 1):
+                raise ValueError(
+                    f"retention {name} must be a whole number of days >= 1 or None, got {days!r}"
+                )
+
+    def policies(self) -> dict[str, int | None]:
+        """Policy name -> days, the default (raw) first."""
+        return {RAW_RP: self.raw_days, ROLLUP_1M_RP: self.rollup_1m_days, ROLLUP_1H_RP: self.rollup_1h_days}
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """One continuous query: a SELECT ... INTO from one policy into the next."""
+
+    name: str
+    level: str
+    measurement: str
+    select_list: str
+    condition: str | None
+
+    def select(self, database: str, time_range: str | None = None) -> str:
+        """The SELECT ... INTO statement, optionally limited to a time range (for backfill)."""
+        source_rp, target_rp, interval, _ = LEVELS[self.level]
+        where = [f"({self.condition})"] if self.condition else []
+        if time_range:
+            where.append(time_range)
+        where_clause = f" WHERE {' AND '.join(where)}" if where else ""
+        return (
+            f'SELECT {self.select_list} INTO "{database}"."{target_rp}"."{self.measurement}" '
+            f'FROM "{database}"."{source_rp}"."{self.measurement}"{where_clause} '
+            f"GROUP BY time({interval}), *"
+        )
+
+    def create_statement(self, database: str) -> str:
+        """The ``CREATE CONTINUOUS QUERY`` statement."""
+        resample = LEVELS[self.level][3]
+        return (
+            f'CREATE CONTINUOUS QUERY "{self.name}" ON "{database}" RESAMPLE FOR {resample} '
+            f"BEGIN {self.select(database)} END"
+        )
+
+
+def _main_select(measurement: str, level: str) -> str:
+    parts = []
+    for field, agg in ROLLUP_FIELDS[measurement].items():
+        if level == "1m":
+            parts.append(f'{agg}("{field}") AS "{field}"')
+            if agg == "mean":
+                parts.append(f'max("{field}") AS "{field}_max"')
+                parts.append(f'min("{field}") AS "{field}_min"')
+        else:
+            parts.append(f'{agg}("{field}") AS "{field}"')
+            if agg == "mean":
+                parts.append(f'max("{field}_max") AS "{field}_max"')
+                parts.append(f'min("{field}_min") AS "{field}_min"')
+    if level == "1m":
+        parts.append(f'count("{SAMPLE_FIELD[measurement]}") AS "samples"')
+    else:
+        parts.append('sum("samples") AS "samples"')
+    return ", ".join(parts)
+
+
+def rollups() -> Iterator[Rollup]:
+    """Every continuous query tincoso wants, 1-minute ones first."""
+    for level in LEVELS:
+        for measurement in ROLLUP_FIELDS:
+            yield Rollup(
+                f"{CQ_PREFIX}{level}_{measurement}",
+                level,
+                measurement,
+                _main_select(measurement, level),
+                None,
+            )
+            for field, aggregate, condition in CONDITIONAL_FIELDS.get(measurement, ()):
+                if level == "1m":
+                    yield Rollup(
+                        f"{CQ_PREFIX}{level}_{measurement}_{field}",
+                        level,
+                        measurement,
+                        f'{aggregate} AS "{field}"',
+                        condition,
+                    )
+                else:
+                    yield Rollup(
+                        f"{CQ_PREFIX}{level}_{measurement}_{field}",
+                        level,
+                        measurement,
+                        f'sum("{field}") AS "{field}"',
+                        None,
+                    )
+
+
+def _duration(days: int | None) -> str:
+    return "INF" if days is None else f"{days}d"
+
+
+def _shown_duration(days: int | None) -> str:
+    """The duration as SHOW RETENTION POLICIES prints it."""
+    return "0s" if days is None else f"{days * 24}h0m0s"
+
+
+async def _has_points(influx: InfluxClient) -> bool:
+    return bool(await influx.query("SHOW MEASUREMENTS LIMIT 1"))
+
+
+async def _ensure_policies(influx: InfluxClient, config: RetentionConfig) -> None:
+    db = influx.database
+    shown = await influx.query(f'SHOW RETENTION POLICIES ON "{db}"')
+    existing: dict[str, tuple[str, bool]] = {}
+    for series in shown:
+        columns = series["columns"]
+        for values in series.get("values", []):
+            row = dict(zip(columns, values, strict=True))
+            existing[row["name"]] = (row["duration"], bool(row["default"]))
+    for rp, days in config.policies().items():
+        default = rp == RAW_RP
+        suffix = " DEFAULT" if default else ""
+        if rp not in existing:
+            if default and await _has_points(influx):
+                log.warning(
+                    "making %r the default retention policy of %r: points written before stay in the "
+                    "old default policy and are no longer shown by queries without a policy",
+                    rp,
+                    db,
+                )
+            await influx.query(
+                f'CREATE RETENTION POLICY "{rp}" ON "{db}" DURATION {_duration(days)} REPLICATION 1{suffix}'
+            )
+        elif existing[rp] != (_shown_duration(days), default or existing[rp][1]):
+            await influx.query(f'ALTER RETENTION POLICY "{rp}" ON "{db}" DURATION {_duration(days)}{suffix}')
+
+
+async def _ensure_continuous_queries(influx: InfluxClient) -> None:
+    db = influx.database
+    wanted = {rollup.name: rollup for rollup in rollups()}
+    shown = await influx.query("SHOW CONTINUOUS QUERIES")
+    existing = {
+        values[0] for series in shown if series.get("name") == db for values in series.get("values", [])
+    }
+    for name in sorted(existing - wanted.keys()):
+        if name.startswith(CQ_PREFIX):
+            await influx.query(f'DROP CONTINUOUS QUERY "{name}" ON "{db}"')
+    for rollup in wanted.values():
+        statement = rollup.create_statement(db)
+        try:
+            # InfluxDB accepts an identical CREATE silently and refuses a changed one.
+            await influx.query(statement)
+        except InfluxError as error:
+            if "already exists" not in str(error):
+                raise
+            await influx.query(f'DROP CONTINUOUS QUERY "{rollup.name}" ON "{db}"')
+            await influx.query(statement)
+
+
+async def ensure_retention_and_rollups(influx: InfluxClient, config: RetentionConfig | None = None) -> None:
+    """Create the database, retention policies and continuous queries, or bring them up to date.
+
+    Safe to run at every start and from several processes: unchanged objects are left
+    alone, a changed duration is altered, a changed continuous query is replaced, and
+    tincoso's continuous queries that are no longer wanted are dropped.
+
+    Args:
+        influx: Client of the tincoso database.
+        config: Retention per policy; None uses `RetentionConfig`'s defaults.
+
+    Raises:
+        InfluxError: InfluxDB refused a statement (its message names it).
+        InfluxUnavailable: InfluxDB did not answer.
+    """
+    await influx.create_database()
+    await _ensure_policies(influx, config or RetentionConfig())
+    await _ensure_continuous_queries(influx)
+
+
+async def backfill(
+    influx: InfluxClient, start_ms: int, end_ms: int, *, levels: tuple[str, ...] = ("1m", "1h")
+) -> int:
+    """Run the continuous queries' SELECT ... INTO over ``[start_ms, end_ms)``.
+
+    Use it after readings arrived late (a batch replayed after an outage) or to fill the
+    rollups of an existing database. Levels run in order, so ``1h`` sees the fresh ``1m``
+    points. Aligning the range to whole hours avoids partial summaries at its edges.
+
+    Args:
+        influx: Client of the tincoso database.
+        start_ms: Range start, epoch milliseconds, included.
+        end_ms: Range end, epoch milliseconds, excluded.
+        levels: Which levels to fill.
+
+    Returns:
+        How many rolled-up points InfluxDB wrote.
+
+    Raises:
+        ValueError: The range is empty or a level is unknown.
+    """
+    if end_ms <= start_ms:
+        raise ValueError(f"backfill range is empty: start {start_ms} >= end {end_ms}")
+    unknown = [level for level in levels if level not in LEVELS]
+    if unknown:
+        raise ValueError(f"unknown rollup level(s) {unknown}; known: {list(LEVELS)}")
+    # Integer time literals are nanoseconds; "ms" durations overflow for epoch values.
+    time_range = f"time >= {start_ms * 1_000_000} AND time < {end_ms * 1_000_000}"
+    written = 0
+    for level in levels:
+        for rollup in rollups():
+            if rollup.level != level:
+                continue
+            for series in await influx.query(rollup.select(influx.database, time_range)):
+                for values in series.get("values", []):
+                    written += int(values[1])
+    return written

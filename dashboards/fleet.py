@@ -1,0 +1,95 @@
+"""Fleet overview: per commune, what is online, in fault and playing; a map; open alerts."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import geomap, table
+
+from dashboards import panels as p
+from dashboards.i18n import Strings
+from dashboards.influxql import DATASOURCE, InfluxQL
+
+UID = "tincoso-fleet"
+
+# Latest value per device (the inner query), then counted per commune and kind (the outer).
+ONLINE = f"""
+SELECT count("online") AS "online" FROM (
+  SELECT last("online") AS "online" FROM "state" WHERE {p.LATEST} AND {p.TAG_FILTER}
+  GROUP BY "device", "commune", "kind"
+) WHERE "online" = true {{group}}"""
+IN_FAULT = f"""
+SELECT count(distinct("dev")) AS "in_fault" FROM (
+  SELECT last("message") AS "message", "status", "device" AS "dev" FROM "alert"
+  WHERE {p.LATEST} AND {p.TAG_FILTER} GROUP BY "device", "fault", "commune", "kind"
+) WHERE "status" = 'open' {{group}}"""
+PLAYING = f"""
+SELECT count("playing") AS "playing" FROM (
+  SELECT last("playing") AS "playing" FROM "audio" WHERE time > now() - 5m AND {p.TAG_FILTER}
+  GROUP BY "device", "commune", "kind"
+) WHERE "playing" = true {{group}}"""
+DEVICES = f"""
+SELECT count("lat") AS "devices" FROM (
+  SELECT last("lat") AS "lat" FROM "device_info" WHERE {p.LATEST} AND {p.TAG_FILTER}
+  GROUP BY "device", "commune", "kind"
+) {{group}}"""
+PER_COMMUNE = 'GROUP BY "commune", "kind"'
+TOTAL = ""
+
+
+def build(t: Strings) -> db.Dashboard:
+    """The fleet overview dashboard."""
+    dash = p.dashboard(UID, t("fleet.title"), t)
+    for variable in p.location_variables(t):
+        dash.with_variable(variable)
+    dash.with_panel(p.big_number(t("fleet.online"), InfluxQL(ONLINE.format(group=TOTAL)), w=8))
+    dash.with_panel(p.big_number(t("fleet.faults"), InfluxQL(IN_FAULT.format(group=TOTAL)), w=8))
+    dash.with_panel(p.big_number(t("fleet.playing"), InfluxQL(PLAYING.format(group=TOTAL)), w=8))
+    per_commune = p.table_panel(
+        t("fleet.per_commune"),
+        InfluxQL(DEVICES.format(group=PER_COMMUNE)),
+        InfluxQL(ONLINE.format(group=PER_COMMUNE)),
+        InfluxQL(IN_FAULT.format(group=PER_COMMUNE)),
+        InfluxQL(PLAYING.format(group=PER_COMMUNE)),
+        w=12,
+        h=12,
+    ).description(t("fleet.per_commune.help"))
+    dash.with_panel(per_commune)
+    dash.with_panel(device_map(t))
+    dash.with_panel(open_alerts(t))
+    return dash
+
+
+def device_map(t: Strings) -> geomap.Panel:
+    """Devices at their registry coordinates, coloured by their latest online state."""
+    positions = InfluxQL(
+        f"""SELECT last("lat") AS "lat", "lon" FROM "device_info" WHERE {p.LATEST} AND {p.TAG_FILTER}
+        GROUP BY "device", "commune", "hamlet", "kind" """
+    ).table()
+    status = InfluxQL(
+        f"""SELECT last("online") AS "online" FROM "state" WHERE {p.LATEST} AND {p.TAG_FILTER}
+        GROUP BY "device" """
+    ).table()
+    return (
+        geomap.Panel()
+        .title(t("fleet.map"))
+        .datasource(DATASOURCE)
+        .span(12)
+        .height(12)
+        .with_target(positions.ref_id("A"))
+        .with_target(status.ref_id("B"))
+        .with_transformation(p.merge())
+        .view(p.map_view())
+        .layers([p.markers(t("fleet.map"), "online")])
+        .mappings([p.bool_mapping(t, "state.online", "state.offline", "green", "red")])
+    )
+
+
+def open_alerts(t: Strings) -> table.Panel:
+    """Every (device, fault) whose latest alert point is open."""
+    query = InfluxQL(
+        f"""SELECT "commune", "hamlet", "device", "fault", "message", "since_ms" FROM (
+          SELECT last("message") AS "message", "since_ms", "status" FROM "alert"
+          WHERE {p.LATEST} AND {p.TAG_FILTER} GROUP BY "device", "commune", "hamlet", "fault"
+        ) WHERE "status" = 'open'"""
+    )
+    return p.table_panel(t("fleet.alerts"), query, w=24, h=8)

@@ -1,0 +1,135 @@
+"""Dashboard text in Vietnamese (the default) and English.
+
+Every title, label and description a dashboard shows comes from `STRINGS` through a
+`Strings` object, so the same generator renders both languages and a missing translation
+fails at build time, not on a district screen.
+"""
+
+from __future__ import annotations
+
+LANGUAGES = ("vi", "en")
+
+# key -> (Vietnamese, English)
+STRINGS: dict[str, tuple[str, str]] = {
+    # template variables
+    "var.commune": ("Xã", "Commune"),
+    "var.hamlet": ("Thôn/xóm", "Hamlet"),
+    "var.kind": ("Loại thiết bị", "Device kind"),
+    "var.device": ("Thiết bị", "Device"),
+    "var.rp": ("Độ phân giải dữ liệu", "Data resolution"),
+    "var.rp.help": (
+        "raw: dữ liệu gốc (90 ngày); rollup_1m: tổng hợp theo phút (400 ngày), chọn khi xem trên 7 ngày; "
+        "rollup_1h: tổng hợp theo giờ (lâu dài), chọn khi xem trên 90 ngày.",
+        "raw: raw readings (90 days); rollup_1m: 1-minute summaries (400 days), pick for ranges over 7 days; "
+        "rollup_1h: 1-hour summaries (kept), pick for ranges over 90 days.",
+    ),
+    # fleet overview
+    "fleet.title": ("Tổng quan thiết bị", "Fleet overview"),
+    "fleet.online": ("Đang trực tuyến", "Online"),
+    "fleet.faults": ("Thiết bị đang lỗi", "Devices in fault"),
+    "fleet.playing": ("Đang phát", "Playing now"),
+    "fleet.per_commune": ("Theo xã: cụm loa và bảng tin", "Per commune: speaker clusters and boards"),
+    "fleet.per_commune.help": (
+        "Số thiết bị đã đăng ký, đang trực tuyến (trạng thái mới nhất), đang có cảnh báo mở và đang phát "
+        "(5 phút gần nhất), theo xã và loại thiết bị.",
+        "Registered devices, online (latest state), with an open alert, and playing (last 5 minutes), "
+        "per commune and device kind.",
+    ),
+    "fleet.map": ("Bản đồ thiết bị theo trạng thái", "Map of devices by status"),
+    "fleet.alerts": ("Cảnh báo đang mở", "Open alerts"),
+    "col.devices": ("Thiết bị", "Devices"),
+    "col.online": ("Trực tuyến", "Online"),
+    "col.in_fault": ("Đang lỗi", "In fault"),
+    "col.playing": ("Đang phát", "Playing"),
+    "col.message": ("Nội dung", "Message"),
+    "col.since": ("Từ lúc", "Since"),
+    "state.online": ("Trực tuyến", "Online"),
+    "state.offline": ("Mất kết nối", "Offline"),
+    "state.yes": ("Có", "Yes"),
+    "state.no": ("Không", "No"),
+    # device detail
+    "device.title": ("Chi tiết thiết bị", "Device detail"),
+    "device.uptime": ("Thời gian hoạt động liên tục", "Uptime"),
+    "device.boots": ("Số lần khởi động", "Boots seen"),
+    "device.reboot_reason": ("Lý do khởi động gần nhất", "Last reboot reason"),
+    "device.audio": ("Âm thanh: RMS và đỉnh (dBFS)", "Audio: RMS and peak (dBFS)"),
+    "device.dead_air": ("Mất tiếng (giây)", "Dead air (seconds)"),
+    "device.amp": ("Công suất ampli (W)", "Amplifier power (W)"),
+    "device.display": ("Trạng thái màn hình", "Display state"),
+    "device.signal": ("Tín hiệu di động (dBm)", "Mobile signal (dBm)"),
+    "device.temperature": ("Nhiệt độ (°C)", "Temperature (°C)"),
+    "device.queue": ("Hàng đợi: độ sâu và số tin bị bỏ", "Queue: depth and drops"),
+    "device.gaps": ("Mất dữ liệu (số tin thiếu)", "Sequence gaps (missing messages)"),
+    "device.down": ("Các lần mất kết nối", "Offline periods"),
+    # bulletins
+    "bulletins.title": ("Bản tin phát thanh", "Bulletins"),
+    "bulletins.sounded": (
+        "Số phút thực sự có tiếng theo thôn (mỗi 30 phút)",
+        "Minutes that really sounded, per hamlet (per 30 min)",
+    ),
+    "bulletins.sounded.help": (
+        "Đo bằng âm thanh đầu ra (RMS trên ngưỡng, không mất tiếng), không chỉ dựa vào báo cáo 'đang phát'.",
+        "Measured on the audio output (RMS above the threshold, no dead air), not just the 'playing' report.",
+    ),
+    "bulletins.silent": (
+        "Báo đang phát nhưng không có tiếng (phút)",
+        "Reported playing but silent (minutes)",
+    ),
+    "bulletins.per_hamlet": ("Tổng hợp theo thôn", "Per hamlet"),
+    "bulletins.per_day": ("Số phút phát thanh mỗi ngày theo xã", "Minutes broadcast per day, per commune"),
+    "bulletins.per_day.help": (
+        "Từ dữ liệu tổng hợp theo giờ (rollup_1h), ngày theo giờ Việt Nam (UTC+7).",
+        "From the hourly rollups (rollup_1h), days in Vietnam time (UTC+7).",
+    ),
+    "bulletins.events": ("Sự kiện bắt đầu/kết thúc phát", "Playback start/end events"),
+    "col.played_min": ("Phút báo phát", "Minutes reported playing"),
+    "col.sounded_min": ("Phút có tiếng", "Minutes sounded"),
+    "col.silent_min": ("Phút im lặng khi phát", "Minutes silent while playing"),
+    # boards
+    "boards.title": ("Bảng tin điện tử và màn hình LED", "E-boards and LED boards"),
+    "boards.unlit": ("Tỉ lệ không hiển thị (%)", "Share of readings not showing (%)"),
+    "boards.unlit.help": (
+        "Tỉ lệ bản tin trạng thái báo màn hình tắt, trắng hoặc đứng hình. Tính cả ngoài giờ hoạt động; "
+        "báo cáo KPI tính theo giờ hoạt động của từng bảng.",
+        "Share of display readings that were dark, blank or frozen. Counts all hours; the KPI report "
+        "uses each board's operating hours.",
+    ),
+    "boards.unlit_counts": ("Số lần tắt / trắng / đứng hình", "Dark / blank / frozen readings"),
+    "boards.offline": ("Thời gian mất kết nối (phút)", "Offline time (minutes)"),
+    "boards.sync_age": ("Tuổi dữ liệu từ hệ thống nguồn (giây)", "Source-sync age (seconds)"),
+    "boards.modules": ("Số module LED hỏng", "Failed LED modules"),
+    # backend health
+    "backend.title": ("Tình trạng máy chủ tincoso", "tincoso backend health"),
+    "backend.ingest_rate": ("Tốc độ ghi (điểm/giây)", "Ingest rate (points/s)"),
+    "backend.messages_rate": ("Tin MQTT nhận (tin/giây)", "MQTT messages in (messages/s)"),
+    "backend.spool": ("Hàng đợi trên đĩa (spool)", "Spool depth"),
+    "backend.invalid": ("Tin không hợp lệ", "Invalid messages"),
+    "backend.quarantine": ("Tin bị cách ly theo lý do", "Quarantined messages by reason"),
+    "backend.deliveries": ("Gửi cảnh báo theo kênh và kết quả", "Alert deliveries by channel and outcome"),
+    # shared
+    "tag.tincoso": ("tincoso", "tincoso"),
+}
+
+
+class Strings:
+    """Looks up dashboard text in one language.
+
+    Args:
+        lang: ``vi`` or ``en``.
+
+    Raises:
+        ValueError: The language is not one of `LANGUAGES`.
+    """
+
+    def __init__(self, lang: str = "vi") -> None:
+        if lang not in LANGUAGES:
+            raise ValueError(f"dashboard language must be one of {', '.join(LANGUAGES)}, got {lang!r}")
+        self.lang = lang
+        self._index = LANGUAGES.index(lang)
+
+    def __call__(self, key: str) -> str:
+        """The text for ``key``; raises KeyError naming the key if it has no entry."""
+        try:
+            return STRINGS[key][self._index]
+        except KeyError:
+            raise KeyError(f"dashboard text {key!r} has no entry in dashboards/i18n.py") from None
