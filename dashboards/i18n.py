@@ -18,10 +18,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "var.device": ("Thiết bị", "Device"),
     "var.rp": ("Độ phân giải dữ liệu", "Data resolution"),
     "var.rp.help": (
-        "raw: dữ liệu gốc (90 ngày); rollup_1m: tổng hợp theo phút (400 ngày), chọn khi xem trên 7 ngày; "
-        "rollup_1h: tổng hợp theo giờ (lâu dài), chọn khi xem trên 90 ngày.",
-        "raw: raw readings (90 days); rollup_1m: 1-minute summaries (400 days), pick for ranges over 7 days; "
-        "rollup_1h: 1-hour summaries (kept), pick for ranges over 90 days.",
+        "raw: dữ liệu gốc (400 ngày); rollup_1m: tổng hợp theo phút (3 năm), chọn khi xem trên 7 ngày; "
+        "rollup_1h: tổng hợp theo giờ (lâu dài), chọn khi xem trên 1 năm.",
+        "raw: raw readings (400 days); rollup_1m: 1-minute summaries (3 years), pick for ranges over 7 days; "
+        "rollup_1h: 1-hour summaries (kept), pick for ranges over a year.",
     ),
     # fleet overview
     "fleet.title": ("Tổng quan thiết bị", "Fleet overview"),

@@ -45,8 +45,8 @@ async def test_policies_and_continuous_queries_are_created_once(influx: InfluxCl
     first = await _continuous_queries(influx)
     await ensure_retention_and_rollups(influx)
     policies = await _policies(influx)
-    assert policies["raw"] == ("2160h0m0s", True)
-    assert policies["rollup_1m"] == ("9600h0m0s", False)
+    assert policies["raw"] == ("9600h0m0s", True)
+    assert policies["rollup_1m"] == ("26400h0m0s", False)
     assert policies["rollup_1h"] == ("0s", False)
     assert await _continuous_queries(influx) == first
     assert sorted(first) == sorted(r.name for r in rollups())

@@ -1,0 +1,278 @@
+"""The running agent: probes -> reporting policy -> durable queue -> MQTT, plus commands.
+
+Each poll reads every probe (a failing probe becomes one ``fault_start`` event with code
+``probe.<name>`` and a ``fault_end`` when it reads again), sends probe events at once,
+a heartbeat when due and telemetry when it changed or a snapshot is due. Everything goes
+through the durable queue; the MQTT session drains it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import platform
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from agent.clock import SYNC_CHECKS, Clock
+from agent.commands import CommandDispatcher, CommandHost, Measured
+from agent.config import AgentConfig
+from agent.core.messages import PROBE_KINDS, MessageBuilder, event_fields, heartbeat_fields
+from agent.core.policy import ReportingPolicy
+from agent.mqtt import Session
+from agent.probes.base import Probe, ProbeError
+from agent.queue import DurableQueue
+from protocols import payloads, topics
+from protocols.errors import InvalidPayload
+
+log = logging.getLogger(__name__)
+
+AGENT_VERSION = "0.1.0"
+BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+QUEUE_FILE = "queue.sqlite3"
+
+
+def read_boot_id(path: str = BOOT_ID_PATH) -> str:
+    """This boot's id from the kernel; a random one (logged) where the kernel has none."""
+    try:
+        return Path(path).read_text(encoding="ascii").strip()[:64] or _random_boot_id()
+    except OSError:
+        return _random_boot_id()
+
+
+def _random_boot_id() -> str:
+    log.warning("no kernel boot id at %s: seq restarts at 0 on every agent start", BOOT_ID_PATH)
+    return uuid.uuid4().hex
+
+
+def create_probes(config: AgentConfig) -> dict[str, Probe]:
+    """Build every ``[probes.<name>]`` of the config (the system probe keeps its markers in
+    the device's ``state_dir`` unless its section names another).
+
+    Raises:
+        ValueError: a probe section is invalid (the probe's message names the key).
+    """
+    from agent import probes as probe_kinds
+
+    out: dict[str, Probe] = {}
+    for name, section in config.probes.items():
+        section = dict(section)
+        if probe_kind(name, section) == "system":
+            section.setdefault("state_dir", str(config.state_dir))
+        out[name] = probe_kinds.create(name, section)
+    return out
+
+
+def probe_kind(name: str, section: dict[str, Any]) -> str:
+    """A probe's kind: its section's ``kind`` key, or its name."""
+    kind = section.get("kind", name)
+    return kind if isinstance(kind, str) else name
+
+
+class Agent(CommandHost):
+    """One device's agent.
+
+    Args:
+        config: the validated configuration.
+        probes: probes by name (``create_probes``); tests pass fakes.
+        clock: the clock (injectable).
+        boot_id: this boot's id.
+    """
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        probes: dict[str, Probe],
+        clock: Clock | None = None,
+        boot_id: str | None = None,
+    ) -> None:
+        self.config = config
+        self.probes = probes
+        self.clock = clock or Clock(config.min_epoch_s, SYNC_CHECKS[config.sync_check])
+        self.boot_id = boot_id or read_boot_id()
+        self.queue = DurableQueue(config.state_dir / QUEUE_FILE, self.boot_id, config.queue_max_messages)
+        self.builder = MessageBuilder(config.device_id, self.boot_id)
+        self.policy = ReportingPolicy(
+            config.device_id,
+            config.heartbeat_s,
+            config.snapshot_s,
+            config.jitter,
+            config.deadbands,
+            now_s=self.clock.mono_s(),
+        )
+        self.dispatcher = CommandDispatcher(self, self.queue.command_seen)
+        self.session = Session(
+            config, self.queue, self._birth_fields, self.clock.stamp, self._build, self._on_command
+        )
+        self._kinds = {name: probe_kind(name, config.probes.get(name, {})) for name in probes}
+        self.faulted: set[str] = set()
+        self.invalid_messages = 0
+        self._poll_lock = asyncio.Lock()
+        self._command_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- CommandHost ---------------------------------------------------------------------
+    def probe(self, name: str) -> Any | None:
+        """See `CommandHost.probe` (by name, else the first probe of that kind)."""
+        if name in self.probes:
+            return self.probes[name]
+        for other, probe in self.probes.items():
+            if self._kinds[other] == name:
+                return probe
+        return None
+
+    async def report_now(self) -> Measured:
+        """See `CommandHost.report_now`."""
+        return await self.poll_once(force=True)
+
+    def set_intervals(self, heartbeat_s: float | None, snapshot_s: float | None) -> Measured:
+        """See `CommandHost.set_intervals`."""
+        self.policy.set_intervals(heartbeat_s, snapshot_s)
+        return {"heartbeat_s": self.policy.heartbeat_s, "snapshot_s": self.policy.snapshot_s}
+
+    def enqueue_result(self, fields: dict[str, Any]) -> None:
+        """See `CommandHost.enqueue_result`."""
+        self.emit("result", fields)
+
+    async def wait_sent(self, timeout_s: float) -> bool:
+        """See `CommandHost.wait_sent`."""
+        return await self.session.wait_drained(timeout_s)
+
+    # -- messages ------------------------------------------------------------------------
+    def _build(self, kind: str, fields: dict[str, Any], seq: int) -> dict[str, Any]:
+        ts, ok, mono = self.clock.stamp()
+        return self.builder.build(kind, fields, seq, ts, ok, mono)
+
+    def _birth_fields(self) -> dict[str, Any]:
+        return {
+            "device_kind": self.config.device_kind,
+            "agent_version": AGENT_VERSION,
+            "heartbeat_s": max(1.0, self.policy.heartbeat_s),
+            "platform": (self.config.platform or f"{sys.platform}-{platform.machine()}")[:64],
+        }
+
+    def emit(self, kind: str, fields: dict[str, Any]) -> int | None:
+        """Build, store durably and schedule one message; return its ``seq`` (None if invalid)."""
+        root = self.config.topic_root
+
+        def make(seq: int) -> tuple[str, str, bytes]:
+            msg = self._build(kind, fields, seq)
+            return topics.topic_for(msg, root), kind, payloads.encode(msg)
+
+        try:
+            seq = self.queue.append(make)
+        except InvalidPayload as exc:
+            self.invalid_messages += 1
+            log.error("dropped an invalid %s message: %s", kind, exc)
+            return None
+        self.session.notify()
+        return seq
+
+    # -- polling -------------------------------------------------------------------------
+    async def _read(self, name: str, probe: Probe) -> dict[str, Any] | None:
+        try:
+            values = await asyncio.wait_for(probe.read(), timeout=self.config.probe_timeout_s)
+        except Exception as exc:  # ProbeError, timeout, or a probe bug: all become a fault
+            reason = str(exc) or f"no answer within {self.config.probe_timeout_s:g} s"
+            if not isinstance(exc, ProbeError | TimeoutError):
+                log.exception("probe %s crashed", name)
+                reason = f"{type(exc).__name__}: {exc}"
+            if name not in self.faulted:
+                self.faulted.add(name)
+                log.warning("probe %s failed: %s", name, reason)
+                self.emit("event", {"event": "fault_start", "code": "probe." + name, "detail": reason[:512]})
+            return None
+        if name in self.faulted:
+            self.faulted.discard(name)
+            log.info("probe %s reads again", name)
+            self.emit("event", {"event": "fault_end", "code": "probe." + name})
+        return dict(values)
+
+    async def poll_once(self, force: bool = False) -> Measured:
+        """Read every probe and queue what is due (everything, with ``force``)."""
+        async with self._poll_lock:
+            by_kind: dict[str, dict[str, Any]] = {"heartbeat": {"uptime_s": round(self.clock.mono_s(), 1)}}
+            for name, probe in self.probes.items():
+                values = await self._read(name, probe)
+                for event in probe.drain_events():
+                    self.emit("event", event_fields(event))
+                if values is not None:
+                    by_kind.setdefault(PROBE_KINDS.get(self._kinds[name], name), {}).update(values)
+            return self._queue_due(by_kind, force)
+
+    def _queue_due(self, by_kind: dict[str, dict[str, Any]], force: bool) -> Measured:
+        now = self.clock.mono_s()
+        sent: Measured = {}
+        if force or self.policy.heartbeat_due(now):
+            q = self.queue
+            fields = heartbeat_fields(by_kind["heartbeat"], q.depth, q.dropped, len(self.faulted))
+            sent["heartbeat_seq"] = self.emit("heartbeat", fields)
+            self.policy.heartbeat_sent(now)
+        for kind, required in (("audio", "rms_dbfs"), ("display", "power")):
+            readings = by_kind.get(kind)
+            # A power meter alone cannot make an audio message: its level fields are required.
+            if not readings or required not in readings:
+                continue
+            reason = "forced" if force else self.policy.telemetry_due(kind, readings, now)
+            if reason:
+                sent[kind + "_seq"] = self.emit(kind, readings)
+                self.policy.telemetry_sent(kind, readings, now)
+        return sent
+
+    async def _poll_loop(self) -> None:
+        while True:
+            try:
+                await self.poll_once()
+            except Exception:  # one bad poll must not end reporting
+                log.exception("poll failed")
+            wait = min(self.config.poll_s, self.policy.next_heartbeat_in(self.clock.mono_s()))
+            await asyncio.sleep(max(0.05, wait))
+
+    async def _on_command(self, data: bytes) -> None:
+        # A test tone takes seconds: run commands beside the receive loop, one at a time, in order.
+        async def run() -> None:
+            async with self._command_lock:
+                await self.dispatcher.handle(data)
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set; then shut down cleanly (marker, clean death)."""
+        for name, probe in self.probes.items():
+            try:
+                await probe.start()
+            except Exception:  # start() must not raise; if it does, read() will report it
+                log.exception("probe %s failed to start", name)
+        session = asyncio.create_task(self.session.run())
+        poller = asyncio.create_task(self._poll_loop())
+        await stop.wait()
+        log.info("stopping")
+        poller.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        self.write_clean_shutdown()
+        await self.session.stop()
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(session, timeout=5.0)
+        for probe in self.probes.values():
+            with contextlib.suppress(Exception):
+                await probe.close()
+        self.queue.close()
+
+    def write_clean_shutdown(self) -> None:
+        """Leave the marker the system probe reads as reboot reason ``clean``."""
+        from agent.probes.system import write_clean_shutdown
+
+        systems = [s for n, s in self.config.probes.items() if probe_kind(n, s) == "system"]
+        section = systems[0] if systems else {}
+        state_dir = section.get("state_dir", str(self.config.state_dir))
+        try:
+            write_clean_shutdown(state_dir, self.boot_id)
+        except OSError as exc:
+            log.error("cannot write the clean-shutdown marker in %s: %s", state_dir, exc)

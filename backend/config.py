@@ -1,0 +1,270 @@
+"""``backend.toml``: the backend's settings, loaded into typed, validated sections.
+
+Sections ``[mqtt]``, ``[influx]``, ``[ingest]`` and ``[spool]`` are typed here. ``[registry]``
+(``path``), ``[monitor]``, ``[rules]`` and ``[alerts]`` are kept as plain dicts in
+`BackendConfig.extra`; the monitor types its own (``backend.monitor.config``). Unknown keys
+in the typed sections are errors (a typo must not silently fall back to a default).
+Relative paths are resolved against the config file's directory.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from backend.rollups import RetentionConfig
+
+__all__ = [
+    "BackendConfig",
+    "ConfigError",
+    "InfluxSettings",
+    "IngestSettings",
+    "MqttSettings",
+    "SpoolSettings",
+    "load_config",
+    "mask",
+]
+
+
+class ConfigError(ValueError):
+    """The config file is missing, not TOML, or has a bad value (the message names it)."""
+
+
+def mask(secret: str | None) -> str:
+    """What a log line may show of a secret."""
+    return "" if not secret else "***"
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """``[mqtt]``: the broker session the ingest (and monitor) use.
+
+    ``client_id`` must be fixed and unique per process: the broker keeps the persistent
+    session (and the unacknowledged messages) under it.
+    """
+
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    client_id: str = field(default_factory=lambda: f"tincoso-ingest-{socket.gethostname()}")
+    protocol: int = 5
+    keepalive_s: int = 30
+    session_expiry_s: int = 7 * 24 * 3600
+    receive_maximum: int = 1000
+    topic_root: str = "tincoso/v1"
+    shared_group: str = ""
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    reconnect_max_s: float = 30.0
+
+    @property
+    def host(self) -> str:
+        """Broker host from ``url``."""
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        """Broker port from ``url`` (1883, or 8883 for ``mqtts``)."""
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def tls(self) -> bool:
+        """True for an ``mqtts://`` URL."""
+        return urlsplit(self.url).scheme == "mqtts"
+
+    def _check(self) -> None:
+        if urlsplit(self.url).scheme not in ("mqtt", "mqtts"):
+            raise ConfigError(f"mqtt.url must start with mqtt:// or mqtts://, got {self.url!r}")
+        if self.protocol not in (4, 5):
+            raise ConfigError(f"mqtt.protocol must be 4 (MQTT 3.1.1) or 5, got {self.protocol!r}")
+        if not 1 <= self.receive_maximum <= 65535:
+            raise ConfigError(f"mqtt.receive_maximum must be 1..65535, got {self.receive_maximum}")
+        if not self.client_id:
+            raise ConfigError("mqtt.client_id must not be empty")
+        if any(c in self.shared_group for c in "/+#"):
+            raise ConfigError(f"mqtt.shared_group must not contain '/', '+' or '#': {self.shared_group!r}")
+
+
+@dataclass(frozen=True)
+class InfluxSettings:
+    """``[influx]``: the InfluxDB (v1 HTTP API) readings go to."""
+
+    url: str = "http://127.0.0.1:8086"
+    database: str = "tincoso"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    retention_policy: str | None = None
+    timeout_s: float = 10.0
+    gzip: bool = True
+    manage_retention: bool = True
+    raw_days: int = 400
+    rollup_1m_days: int = 1100
+    rollup_1h_days: int = 0
+
+    def retention(self) -> RetentionConfig | None:
+        """Retention policies and rollups to keep up to date, or None to leave the database alone."""
+        if not self.manage_retention:
+            return None
+        return RetentionConfig(
+            raw_days=self.raw_days or None,
+            rollup_1m_days=self.rollup_1m_days or None,
+            rollup_1h_days=self.rollup_1h_days or None,
+        )
+
+    def _check(self) -> None:
+        for name in ("raw_days", "rollup_1m_days", "rollup_1h_days"):
+            if getattr(self, name) < 0:
+                raise ConfigError(
+                    f"influx.{name} must be >= 0 (0 keeps points forever), got {getattr(self, name)}"
+                )
+        if urlsplit(self.url).scheme not in ("http", "https"):
+            raise ConfigError(f"influx.url must start with http:// or https://, got {self.url!r}")
+        if not self.database or '"' in self.database:
+            raise ConfigError(f"influx.database must be a non-empty name without quotes: {self.database!r}")
+        if self.timeout_s <= 0:
+            raise ConfigError(f"influx.timeout_s must be > 0, got {self.timeout_s}")
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """``[ingest]``: batching, self-telemetry and timestamp placement."""
+
+    batch_points: int = 5000
+    batch_ms: int = 200
+    stats_interval_s: float = 10.0
+    process_name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    quarantine_payload_bytes: int = 512
+    anchor_refresh_s: float = 600.0
+    invalid_log_interval_s: float = 60.0
+
+    def _check(self) -> None:
+        if self.batch_points < 1:
+            raise ConfigError(f"ingest.batch_points must be >= 1, got {self.batch_points}")
+        if self.batch_ms < 1:
+            raise ConfigError(f"ingest.batch_ms must be >= 1, got {self.batch_ms}")
+        if self.stats_interval_s <= 0:
+            raise ConfigError(f"ingest.stats_interval_s must be > 0, got {self.stats_interval_s}")
+
+
+@dataclass(frozen=True)
+class SpoolSettings:
+    """``[spool]``: where batches wait while InfluxDB is away (one directory per process)."""
+
+    dir: str = "var/spool/ingest"
+    segment_bytes: int = 8 * 1024 * 1024
+    drain_records: int = 20
+
+    def _check(self) -> None:
+        if self.segment_bytes < 1024:
+            raise ConfigError(f"spool.segment_bytes must be >= 1024, got {self.segment_bytes}")
+        if self.drain_records < 1:
+            raise ConfigError(f"spool.drain_records must be >= 1, got {self.drain_records}")
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """The whole ``backend.toml``."""
+
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
+    influx: InfluxSettings = field(default_factory=InfluxSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    spool: SpoolSettings = field(default_factory=SpoolSettings)
+    registry_path: str | None = None
+    extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+    path: Path | None = None
+
+    def section(self, name: str) -> dict[str, Any]:
+        """A section the backend core does not type (``monitor``, ``rules``, ``alerts``, ``registry``)."""
+        return dict(self.extra.get(name, {}))
+
+
+_T = TypeVar("_T", MqttSettings, InfluxSettings, IngestSettings, SpoolSettings)
+_UNTYPED = ("registry", "monitor", "rules", "alerts")
+
+
+def _typed(cls: type[_T], name: str, raw: Any) -> _T:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    known = {f.name: f for f in fields(cls)}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{name}.{key} is not a known setting (known: {', '.join(sorted(known))})")
+    for key, value in raw.items():
+        _check_type(f"{name}.{key}", known[key].type, value)
+    settings = cls(**raw)
+    settings._check()
+    return settings
+
+
+def _check_type(where: str, annotation: Any, value: Any) -> None:
+    text = str(annotation)
+    if "bool" in text:
+        ok = isinstance(value, bool)
+    elif text.startswith("int"):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif text.startswith("float"):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ConfigError(f"{where} must be {text.split(' ')[0]}, got {type(value).__name__} {value!r}")
+
+
+def load_config(path: str | os.PathLike[str]) -> BackendConfig:
+    """Read and validate ``backend.toml``.
+
+    Raises:
+        ConfigError: the file is missing, is not TOML, or a setting is wrong.
+    """
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return config_from_dict(raw, base=path.parent, path=path)
+
+
+def config_from_dict(
+    raw: dict[str, Any], *, base: Path | None = None, path: Path | None = None
+) -> BackendConfig:
+    """Validate an already-parsed config (tests build configs this way)."""
+    known = {"mqtt", "influx", "ingest", "spool", *_UNTYPED}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"[{key}] is not a known section (known: {', '.join(sorted(known))})")
+    spool = _typed(SpoolSettings, "spool", raw.get("spool", {}))
+    if base is not None:
+        spool = SpoolSettings(
+            dir=str(base / spool.dir), segment_bytes=spool.segment_bytes, drain_records=spool.drain_records
+        )
+    extra: dict[str, dict[str, Any]] = {}
+    for name in _UNTYPED:
+        section = raw.get(name, {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"[{name}] must be a table")
+        extra[name] = section
+    registry_path = extra["registry"].get("path")
+    if registry_path is not None and not isinstance(registry_path, str):
+        raise ConfigError(f"registry.path must be a string, got {registry_path!r}")
+    if registry_path is not None and base is not None:
+        registry_path = str(base / registry_path)
+    return BackendConfig(
+        mqtt=_typed(MqttSettings, "mqtt", raw.get("mqtt", {})),
+        influx=_typed(InfluxSettings, "influx", raw.get("influx", {})),
+        ingest=_typed(IngestSettings, "ingest", raw.get("ingest", {})),
+        spool=spool,
+        registry_path=registry_path,
+        extra=extra,
+        path=path,
+    )

@@ -1,0 +1,73 @@
+"""Placing readings in time when the device clock is not synchronised.
+
+A device without NTP still counts ``mono_ms`` from boot. For each (device, boot) the
+backend keeps an anchor: the wall-clock time of that boot, estimated as
+``receive_time_ms - mono_ms``. Network and queueing delay only ever make that estimate
+later, never earlier, so the smallest estimate seen is the best: the anchor follows the
+minimum. A live delivery may also raise it once the anchor is ``refresh_ms`` old, so slow
+drift between the device's oscillator and the server clock is followed over long uptimes.
+Keeping the minimum also makes the anchor settle, so a QoS-1 duplicate delivered later is
+placed at the same timestamp as the original (and overwrites it in InfluxDB).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+__all__ = ["ClockPlacer"]
+
+
+class ClockPlacer:
+    """Per-(device, boot) anchors; bounded (least recently used boots are forgotten).
+
+    Args:
+        refresh_ms: Age after which a live message may move the anchor later.
+        max_boots: How many (device, boot) anchors to keep.
+    """
+
+    def __init__(self, *, refresh_ms: int = 600_000, max_boots: int = 100_000) -> None:
+        self.refresh_ms = refresh_ms
+        self.max_boots = max_boots
+        # (device, boot_id) -> (anchor_ms, set_at_ms)
+        self._anchors: OrderedDict[tuple[str, str], tuple[int, int]] = OrderedDict()
+
+    def observe(self, device: str, boot_id: str, candidate_ms: int, now_ms: int, *, live: bool) -> None:
+        """Take ``receive_time - mono_ms`` of one message into the (device, boot) anchor."""
+        key = (device, boot_id)
+        current = self._anchors.get(key)
+        if current is None or candidate_ms < current[0] or (live and now_ms - current[1] >= self.refresh_ms):
+            self._anchors[key] = (candidate_ms, now_ms)
+        self._anchors.move_to_end(key)
+        while len(self._anchors) > self.max_boots:
+            self._anchors.popitem(last=False)
+
+    def anchor(self, device: str, boot_id: str) -> int | None:
+        """The current anchor (wall-clock ms at boot) of (device, boot), if any."""
+        current = self._anchors.get((device, boot_id))
+        return None if current is None else current[0]
+
+    def place(self, msg: dict[str, Any]) -> tuple[int, str]:
+        """``(timestamp_ms, placed)`` of a validated sequenced message already `observe`-d.
+
+        ``placed`` is ``"device"`` (its own synchronised clock) or ``"received"``.
+        """
+        if msg["clock_ok"]:
+            return int(msg["ts"]), "device"
+        anchor = self.anchor(msg["device"], msg["boot_id"])
+        if anchor is None:  # not observed: the caller broke the contract; fall back to the device
+            return int(msg["ts"]), "device"
+        return anchor + int(msg["mono_ms"]), "received"
+
+    def export(self) -> dict[str, list[int]]:
+        """The anchors as JSON-able data (to survive a restart)."""
+        return {f"{d}\n{b}": [a, t] for (d, b), (a, t) in self._anchors.items()}
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Take anchors saved by `export`; malformed entries are skipped."""
+        for key, value in data.items():
+            parts = str(key).split("\n")
+            if len(parts) != 2 or not isinstance(value, list) or len(value) != 2:
+                continue
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                self._anchors[(parts[0], parts[1])] = (value[0], value[1])

@@ -1,0 +1,310 @@
+"""The ingest role: a persistent MQTT session whose messages end up in InfluxDB.
+
+QoS 1 with manual acknowledgement: paho's ``manual_ack`` holds back each PUBACK until the
+message's points are durable (`DurableWriter`), and the session is persistent (fixed client
+id, no clean start, a session expiry), so whatever was not acknowledged when the process
+or its connection died is redelivered by the broker. Several processes share the load
+through a shared subscription (``$share/<group>/...``) when ``mqtt.shared_group`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import paho.mqtt.client as paho_mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from backend.config import BackendConfig, mask
+from backend.influx import InfluxClient
+from backend.ingest.placement import ClockPlacer
+from backend.ingest.points import DeviceDirectory, MessageRejected, message_lines, quarantine_line
+from backend.ingest.stats import IngestStats, InvalidInputLog
+from backend.ingest.writer import Ack, DurabilityError, DurableWriter
+from backend.spool import Spool
+from protocols import topics
+
+__all__ = ["IngestService"]
+
+log = logging.getLogger("backend.ingest")
+
+_ANCHORS_FILE = "clock-anchors.json"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class IngestService:
+    """One ingest process.
+
+    Args:
+        config: The loaded ``backend.toml``.
+        registry: The fleet registry (``device(id)``).
+        role: The ``role`` tag of this process's ``backend_stats``.
+    """
+
+    def __init__(self, config: BackendConfig, registry: DeviceDirectory, *, role: str = "ingest") -> None:
+        self.config = config
+        self.registry = registry
+        self.role = role
+        self.stats = IngestStats()
+        self.placer = ClockPlacer(refresh_ms=int(config.ingest.anchor_refresh_s * 1000))
+        self.invalid_log = InvalidInputLog(config.ingest.invalid_log_interval_s)
+        self.connected = asyncio.Event()
+        self._last_quarantine_ts: dict[tuple[str, str], int] = {}
+        self._writer: DurableWriter | None = None
+        self._spool: Spool | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Ingest until ``stop`` is set; then flush, acknowledge and disconnect."""
+        cfg = self.config
+        spool = await asyncio.to_thread(Spool, cfg.spool.dir, segment_bytes=cfg.spool.segment_bytes)
+        self._spool = spool
+        self._load_anchors()
+        influx = InfluxClient(
+            cfg.influx.url,
+            cfg.influx.database,
+            username=cfg.influx.username,
+            password=cfg.influx.password,
+            retention_policy=cfg.influx.retention_policy,
+            timeout=cfg.influx.timeout_s,
+            gzip_writes=cfg.influx.gzip,
+        )
+        writer = DurableWriter(
+            influx,
+            spool,
+            self.stats,
+            batch_points=cfg.ingest.batch_points,
+            batch_ms=cfg.ingest.batch_ms,
+            max_pending_acks=cfg.mqtt.receive_maximum,
+            drain_records=cfg.spool.drain_records,
+            retention=cfg.influx.retention(),
+        )
+        self._writer = writer
+        log.info(
+            "event=ingest_start process=%s mqtt=%s client_id=%s mqtt_user=%s mqtt_password=%s "
+            "influx=%s database=%s influx_password=%s spool=%s spool_depth=%d",
+            cfg.ingest.process_name,
+            cfg.mqtt.url,
+            cfg.mqtt.client_id,
+            cfg.mqtt.username or "",
+            mask(cfg.mqtt.password),
+            cfg.influx.url,
+            cfg.influx.database,
+            mask(cfg.influx.password),
+            spool.directory,
+            spool.depth,
+        )
+        await writer.connect()
+        try:
+            async with asyncio.TaskGroup() as group:
+                background = [
+                    group.create_task(writer.run()),
+                    group.create_task(self._stats_loop(writer, spool)),
+                ]
+                session = group.create_task(self._mqtt_loop(writer))
+                await stop.wait()
+                # Flush while still connected, so the acknowledgements reach the broker.
+                with contextlib.suppress(DurabilityError):
+                    await writer.flush()
+                session.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await session
+                for task in background:
+                    task.cancel()
+        finally:
+            with contextlib.suppress(DurabilityError):
+                await writer.flush()
+            self._save_anchors()
+            await influx.aclose()
+            await asyncio.to_thread(spool.close)
+            log.info("event=ingest_stop %s", _summary(self.stats.fields(spool.depth, spool.depth_bytes)))
+
+    # -- MQTT ------------------------------------------------------------------------------
+
+    def _client(self) -> aiomqtt.Client:
+        m = self.config.mqtt
+        properties = None
+        if m.protocol == 5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = m.session_expiry_s
+            properties.ReceiveMaximum = m.receive_maximum
+        tls = None
+        if m.tls:
+            tls = aiomqtt.TLSParameters(ca_certs=m.tls_ca, certfile=m.tls_cert, keyfile=m.tls_key)
+        client = aiomqtt.Client(
+            m.host,
+            m.port,
+            username=m.username,
+            password=m.password,
+            identifier=m.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5 if m.protocol == 5 else aiomqtt.ProtocolVersion.V311,
+            clean_session=None if m.protocol == 5 else False,
+            # MQTT 5: never a clean start; 3.1.1 takes clean_session=False and no clean_start.
+            clean_start=False if m.protocol == 5 else paho_mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=properties,
+            keepalive=m.keepalive_s,
+            tls_params=tls,
+            timeout=10.0,
+        )
+        # aiomqtt 2.5 has no manual-ack switch of its own; paho's holds back every PUBACK
+        # until `ack()` is called, which we do only once the message is durable.
+        client._client.manual_ack_set(True)
+        return client
+
+    def filters(self) -> list[str]:
+        """The subscription filters (shared when ``mqtt.shared_group`` is set)."""
+        m = self.config.mqtt
+        plain = topics.subscription_filters(m.topic_root)
+        if m.shared_group:
+            return [f"$share/{m.shared_group}/{f}" for f in plain]
+        return plain
+
+    async def _mqtt_loop(self, writer: DurableWriter) -> None:
+        delay = 0.5
+        while True:
+            client = self._client()
+            try:
+                async with client:
+                    log.info(
+                        "event=mqtt_connected url=%s client_id=%s",
+                        self.config.mqtt.url,
+                        self.config.mqtt.client_id,
+                    )
+                    await client.subscribe([(f, 1) for f in self.filters()])
+                    self.connected.set()
+                    delay = 0.5
+                    await self._receive_until_failure(client, writer)
+            except aiomqtt.MqttError as exc:
+                log.warning("event=mqtt_disconnected error=%r retry_in_s=%.1f", str(exc), delay)
+            except DurabilityError as exc:
+                log.error(
+                    "event=session_dropped reason=not_durable error=%r retry_in_s=%.1f", str(exc), delay
+                )
+            self.connected.clear()
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self.config.mqtt.reconnect_max_s)
+
+    async def _receive_until_failure(self, client: aiomqtt.Client, writer: DurableWriter) -> None:
+        async def receive() -> None:
+            async for message in client.messages:
+                self.handle(client, message, writer)
+
+        receiving = asyncio.create_task(receive())
+        failed = asyncio.create_task(writer.failed.wait())
+        try:
+            await asyncio.wait({receiving, failed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (receiving, failed):
+                task.cancel()
+            await asyncio.gather(receiving, failed, return_exceptions=True)
+        if failed.done() and not failed.cancelled():
+            writer.failed.clear()
+            raise DurabilityError("a batch could be neither written nor spooled")
+        receiving.result()  # the broker connection's error, if that is what ended it
+
+    def handle(self, client: aiomqtt.Client, message: aiomqtt.Message, writer: DurableWriter) -> None:
+        """Turn one received message into points (or a quarantine point) queued with its ack."""
+        received_ms = _now_ms()
+        topic = message.topic.value
+        payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+        self.stats.messages_in += 1
+        try:
+            lines = message_lines(
+                topic,
+                payload,
+                received_ms,
+                registry=self.registry,
+                placer=self.placer,
+                root=self.config.mqtt.topic_root,
+                live=not message.retain,
+            )
+        except MessageRejected as rejected:
+            lines = [self._quarantine(rejected, topic, payload, received_ms)]
+        except Exception as exc:  # a bug must cost one message, never the session
+            log.exception("event=ingest_internal_error topic=%r", topic[:200])
+            internal = MessageRejected("internal_error", "-", repr(exc))
+            lines = [self._quarantine(internal, topic, payload, received_ms)]
+        self.stats.points_in += len(lines)
+        writer.add(lines, _acker(client, message.mid, message.qos))
+
+    def _quarantine(self, rejected: MessageRejected, topic: str, payload: bytes, received_ms: int) -> str:
+        self.stats.record_invalid(rejected.device, rejected.reason)
+        self.invalid_log.report(rejected.device, rejected.reason, rejected.detail, topic)
+        # A storm arrives within one millisecond; distinct timestamps keep every point.
+        key = (rejected.device, rejected.reason)
+        ts = max(received_ms, self._last_quarantine_ts.get(key, 0) + 1)
+        if len(self._last_quarantine_ts) > 100_000:
+            self._last_quarantine_ts.clear()
+        self._last_quarantine_ts[key] = ts
+        return quarantine_line(rejected, topic, payload, ts, self.config.ingest.quarantine_payload_bytes)
+
+    # -- self-telemetry and state ----------------------------------------------------------
+
+    async def _stats_loop(self, writer: DurableWriter, spool: Spool) -> None:
+        while True:
+            await asyncio.sleep(self.config.ingest.stats_interval_s)
+            point = self.stats.line(
+                self.config.ingest.process_name, self.role, _now_ms(), spool.depth, spool.depth_bytes
+            )
+            writer.add([point])
+            self._save_anchors()
+
+    def _load_anchors(self) -> None:
+        assert self._spool is not None
+        path = self._spool.directory / _ANCHORS_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            log.warning("event=clock_anchors_unreadable path=%s error=%r", path, str(exc))
+            return
+        if isinstance(data, dict):
+            self.placer.restore(data)
+
+    def _save_anchors(self) -> None:
+        if self._spool is None:
+            return
+        path: Path = self._spool.directory / _ANCHORS_FILE
+        tmp = path.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(self.placer.export()), encoding="utf-8")
+            tmp.replace(path)
+        except OSError as exc:
+            log.warning("event=clock_anchors_not_saved path=%s error=%r", path, str(exc))
+
+    def spool_depth(self) -> int:
+        """Records waiting in the spool (0 before the spool is open)."""
+        return self._spool.depth if self._spool is not None else 0
+
+    @property
+    def writer(self) -> DurableWriter | None:
+        """The writer while running (tests read its state)."""
+        return self._writer
+
+
+def _acker(client: aiomqtt.Client, mid: int, qos: int) -> Ack:
+    paho = client._client
+
+    def ack() -> None:
+        # After a reconnect this is a new client; the old session's messages come again.
+        if qos > 0 and paho.is_connected():
+            paho.ack(mid, qos)
+
+    return ack
+
+
+def _summary(fields: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
