@@ -104,7 +104,7 @@ class Client:
 def _device(secure: Secure, name: str, client_id: str | None = None) -> Client:
     creds = secure.creds(name)
     client = Client(client_id or name)
-    assert client.connect(secure.device_port, creds["username"], creds["password"], Path(creds["tls_ca"]))
+    assert client.connect(secure.device_port, creds["username"], creds["password"], Path(creds["cafile"]))
     return client
 
 
@@ -140,7 +140,7 @@ def test_wrong_password_is_refused(secure: Secure) -> None:
 def test_device_cannot_use_the_backend_listener(secure: Secure) -> None:
     creds = secure.creds("loa-a")
     assert not Client().connect(
-        secure.broker.port, creds["username"], creds["password"], Path(creds["tls_ca"])
+        secure.broker.port, creds["username"], creds["password"], Path(creds["cafile"])
     )
 
 
@@ -197,7 +197,7 @@ def test_revoked_device_cannot_connect(secure: Secure) -> None:
     reload_broker(secure.broker.pid)
     time.sleep(0.5)
     assert not Client("loa-a").connect(
-        secure.device_port, creds["username"], creds["password"], Path(creds["tls_ca"])
+        secure.device_port, creds["username"], creds["password"], Path(creds["cafile"])
     )
     assert _device(secure, "loa-b")
 
@@ -209,7 +209,7 @@ def test_rotation_invalidates_the_old_password(secure: Secure) -> None:
     reload_broker(secure.broker.pid)
     time.sleep(0.5)
     assert not Client("loa-a").connect(
-        secure.device_port, old["username"], old["password"], Path(old["tls_ca"])
+        secure.device_port, old["username"], old["password"], Path(old["cafile"])
     )
     _device(secure, "loa-a").stop()
 
@@ -335,3 +335,21 @@ def test_secure_local_services_refuse_anonymous_and_report_status(tmp_path: Path
         assert not Client().connect(local.mosquitto.port, ca=ca)
     finally:
         _tincoso("services", "down", "--dir", str(tmp_path / "var"), cwd=REPO)
+
+
+def test_provisioned_snippet_is_a_valid_agent_mqtt_section(tmp_path: Path) -> None:
+    from agent import config as agent_config
+
+    store = ProvisionStore(tmp_path / "secrets", broker_port=18883)
+    creds = store.provision("loa-a", client_cert=True)
+    config_file = tmp_path / "agent.toml"
+    config_file.write_text(
+        '[device]\nid = "loa-a"\nkind = "speaker_cluster"\n'
+        f'state_dir = "{tmp_path / "state"}"\n\n' + creds.snippet.read_text() + "\n[probes.system]\n"
+    )
+    loaded = agent_config.load(config_file)
+    assert loaded.mqtt_username == "loa-a"
+    assert loaded.mqtt_port == 18883
+    assert loaded.mqtt_tls
+    assert loaded.mqtt_cafile == str(store.ca.cert_path.resolve())
+    assert loaded.mqtt_certfile == str(creds.client_cert)

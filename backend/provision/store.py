@@ -201,12 +201,12 @@ class ProvisionStore:
             f"username = {_toml_str(device_id)}",
             f"password = {_toml_str(password)}",
             "tls = true",
-            f"tls_ca = {_toml_str(str(self.ca.cert_path.resolve()))}",
+            f"cafile = {_toml_str(str(self.ca.cert_path.resolve()))}",
         ]
         if cert and key:
             lines += [
-                f"tls_cert = {_toml_str(str(cert.resolve()))}",
-                f"tls_key = {_toml_str(str(key.resolve()))}",
+                f"certfile = {_toml_str(str(cert.resolve()))}",
+                f"keyfile = {_toml_str(str(key.resolve()))}",
             ]
         _write_private(folder / "agent-mqtt.toml", "\n".join(lines) + "\n")
         self._save()
