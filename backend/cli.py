@@ -17,7 +17,15 @@ from typing import NoReturn, TypeAlias
 
 from backend.localservices import ServiceError
 
-SUBCOMMAND_MODULES = ("backend.cli_services", "backend.cli_provision", "backend.cli_backend", "backend.cli_dashboards")
+SUBCOMMAND_MODULES = (
+    "backend.cli_services",
+    "backend.cli_provision",
+    "backend.cli_backend",
+    "backend.cli_dashboards",
+    "backend.cli_ops",
+    "backend.cli_kpi",
+    "backend.cli_acceptance",
+)
 
 Handler = Callable[[argparse.Namespace], int]
 # argparse has no public name for the object add_subparsers() returns.

@@ -186,7 +186,7 @@ class BackendConfig:
 
 
 _T = TypeVar("_T", MqttSettings, InfluxSettings, IngestSettings, SpoolSettings)
-_UNTYPED = ("registry", "monitor", "rules", "alerts")
+_UNTYPED = ("registry", "monitor", "rules", "alerts", "kpi")
 
 
 def _typed(cls: type[_T], name: str, raw: Any) -> _T:

@@ -13,11 +13,11 @@ from typing import Any
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dm
 
-from dashboards import backend_health, boards, bulletins, device, fleet
+from dashboards import backend_health, boards, bulletins, device, fleet, kpi
 from dashboards.i18n import Strings
 
 GENERATED_DIR = Path(__file__).parent / "generated"
-MODULES = (fleet, device, bulletins, boards, backend_health)
+MODULES = (fleet, device, bulletins, boards, backend_health, kpi)
 
 
 def render(lang: str = "vi") -> dict[str, dict[str, Any]]:

@@ -53,9 +53,7 @@ def state_topic(device: str, root: str = ROOT) -> str:
 def telemetry_topic(device: str, kind: str, root: str = ROOT) -> str:
     """Telemetry topic of ``device`` for one of TELEMETRY_KINDS."""
     if kind not in TELEMETRY_KINDS:
-        raise InvalidTopic(
-            "telemetry kind %r is not one of %s" % (kind, ", ".join(TELEMETRY_KINDS))
-        )
+        raise InvalidTopic("telemetry kind %r is not one of %s" % (kind, ", ".join(TELEMETRY_KINDS)))
     return "%s/%s/telemetry/%s" % (root, check_device_id(device), kind)
 
 
@@ -113,9 +111,7 @@ def parse_topic(topic: str, root: str = ROOT) -> "tuple[str, str, str | None]":
     device = check_device_id(parts[0])
     channel = parts[1]
     if channel not in CHANNELS:
-        raise InvalidTopic(
-            "topic %r: channel %r is not one of %s" % (topic, channel, ", ".join(CHANNELS))
-        )
+        raise InvalidTopic("topic %r: channel %r is not one of %s" % (topic, channel, ", ".join(CHANNELS)))
     if channel == "telemetry":
         if len(parts) != 3 or parts[2] not in TELEMETRY_KINDS:
             raise InvalidTopic(
@@ -129,6 +125,4 @@ def parse_topic(topic: str, root: str = ROOT) -> "tuple[str, str, str | None]":
 
 def subscription_filters(root: str = ROOT) -> "list[str]":
     """Topic filters that cover everything devices publish (for the backend)."""
-    return ["%s/+/%s" % (root, c) for c in DEVICE_CHANNELS if c != "telemetry"] + [
-        "%s/+/telemetry/+" % root
-    ]
+    return ["%s/+/%s" % (root, c) for c in DEVICE_CHANNELS if c != "telemetry"] + ["%s/+/telemetry/+" % root]

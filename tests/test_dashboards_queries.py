@@ -134,7 +134,38 @@ def _display(device: tuple[Any, ...], ts: int, seq: int, minute: int) -> Iterato
     )
 
 
+def _kpi(now_ms: int) -> Iterator[str]:
+    """Stored KPI results in the shape backend/kpi/store.py writes them."""
+    common = {"target_year": 2025, "period_from": "2025-01-01", "period_to": "2025-12-31"}
+    for indicator, value in (("1.1", 50.0), ("1.5", 100.0), ("2.2", 100.0)):
+        met = value >= 90.0
+        status = "met" if met else "not_met"
+        yield line(
+            "kpi",
+            {"indicator": indicator, "commune": "_district"},
+            {
+                "value": value,
+                "target": 100.0,
+                "met": met,
+                "status": status,
+                "units": 2,
+                "units_met": 1,
+                "units_unknown": 0,
+                **common,
+            },
+            now_ms - 60_000,
+        )
+        for commune in ("binh-long", "trang-xa"):
+            yield line(
+                "kpi",
+                {"indicator": indicator, "commune": commune},
+                {"value": value, "target": 100.0, "met": met, "status": status, "coverage": 100.0, **common},
+                now_ms - 60_000,
+            )
+
+
 def _monitor_and_backend(now_ms: int, start: int) -> Iterator[str]:
+    yield from _kpi(now_ms)
     silent = _tags(next(d for d in FLEET if d[0] == SILENT_SPEAKER))
     board = _tags(next(d for d in FLEET if d[0] == DARK_BOARD))
     yield line(

@@ -1,0 +1,1 @@
+"""Alerts: open/clear notices for technicians, rendered in Vietnamese, delivered with retries."""

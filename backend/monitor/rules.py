@@ -1,0 +1,313 @@
+"""Fault rules: conditions on a device's state, each behind a small open/clear state machine.
+
+A rule's condition answers True (fault present), False (absent) or None (no data to tell:
+keep the current state). A fault opens once its condition has held for the rule's
+``for_s`` and clears the first time it is false. Rules are evaluated on every message and
+on a timer, with time from the injected clock. While a device is offline only the
+``offline`` rule is evaluated; the others keep their state until it reports again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from backend.monitor.clock import Clock
+from backend.monitor.state import DeviceState
+from backend.registry import DEVICE_KINDS, Registry
+
+__all__ = ["FAULTS", "RuleEngine", "RuleError", "RuleSettings", "RulesConfig", "Transition"]
+
+SPEAKER = ("speaker_cluster",)
+BOARDS = ("eboard", "district_led")
+CELLULAR = ("4g", "3g", "2g")
+
+
+class RuleError(ValueError):
+    """A ``[rules]`` setting is wrong (the message names it)."""
+
+
+@dataclass(frozen=True)
+class RuleSettings:
+    """Settings of one rule, for one device kind.
+
+    Attributes:
+        enabled: Evaluate the rule at all.
+        for_s: How long the condition must hold before the fault opens.
+        threshold: The rule's limit (watts, dBm, °C, seconds), where it has one.
+        count: How many (reboots, lost messages) within ``window_s``.
+        window_s: The period ``count`` is taken over.
+    """
+
+    enabled: bool = True
+    for_s: float = 0.0
+    threshold: float | None = None
+    count: int | None = None
+    window_s: float | None = None
+
+
+Condition = Callable[[DeviceState, "RuleContext", RuleSettings], "tuple[bool, str] | None"]
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """What a condition may look at besides the device's state."""
+
+    now: float
+    kind: str | None
+    registry: Registry
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A fault opened (``opened``) or cleared on a device."""
+
+    device: str
+    fault: str
+    opened: bool
+    at: float
+    since: float
+    detail: str = ""
+
+
+def _offline(st: DeviceState, ctx: RuleContext, s: RuleSettings) -> tuple[bool, str] | None:
+    if st.online is None:
+        return None
+    return (not st.online, f"reason: {st.offline_reason}" if not st.online else "")
+
+
+def _dead_air(st: DeviceState, ctx: RuleContext, s: RuleSettings) -> tuple[bool, str] | None:
+    agent = st.agent_faults.get("dead_air") is not None
+    if st.audio is None and "dead_air" not in st.agent_faults:
+        return None
+    silent = agent or bool(st.audio and st.audio["dead_air"])
+    bulletin = ctx.registry.bulletin_at(st.device, ctx.now)
+    seconds = st.audio["dead_air_s"] if st.audio else 0
+    return (silent and bulletin is not None, f"{bulletin.label() if bulletin else ''}, {seconds:g} s")
+
+
+def _playing_off_schedule(st: DeviceState, ctx: RuleContext, s: RuleSettings) -> tuple[bool, str] | None:
+    if st.audio is None:
+        return None
+    playing = st.audio["playing"] and not st.audio["dead_air"]
+    return (playing and ctx.registry.bulletin_at(st.device, ctx.now) is None, st.audio.get("programme") or "")
+
+
+def _amp_idle(st: DeviceState, ctx: RuleContext, s: RuleSettings) -> tuple[bool, str] | None:
+    if st.agent_faults.get("amp_idle") is not None:
+        return (True, "agent")
+    audio = st.audio
+    if audio is None or audio.get("amp_power_w") is None:
+        return None if audio is None and "amp_idle" not in st.agent_faults else (False, "")
+    present = audio["playing"] and not audio["dead_air"]
+    power = float(audio["amp_power_w"])
+    return (present and power < (s.threshold or 0), f"{power:g} W")
+
+
+def _board(flag: str) -> Condition:
+    def condition(st: DeviceState, ctx: RuleContext, s: RuleSettings) -> tuple[bool, str] | None:
+        display = st.display
+        if display is None:
+            return None
+        operating = ctx.registry.operating_at(st.device, ctx.now) is not False
+        if flag == "dark":
+            return (operating and not display["power"], "")
+        return (operating and display["power"] and display[flag], display.get("content_id") or "")
+
+    return condition
+
+
+def _source_sync_stale(st: DeviceState, ctx: RuleContext, s: RuleSettings) -> tuple[bool, str] | None:
+    age = st.display.get("source_sync_age_s") if st.display else None
+    if age is None:
+        return None
+    return (age > (s.threshold or 0), f"{age:g} s")
+
+
+def _weak_signal(st: DeviceState, ctx: RuleContext, s: RuleSettings) -> tuple[bool, str] | None:
+    hb = st.heartbeat
+    if hb is None or hb["signal_dbm"] is None or hb["net_type"] not in CELLULAR:
+        return None if hb is None else (False, "")
+    return (hb["signal_dbm"] < (s.threshold or -200), f"{hb['signal_dbm']:g} dBm")
+
+
+def _overheating(st: DeviceState, ctx: RuleContext, s: RuleSettings) -> tuple[bool, str] | None:
+    temps = [m["temp_c"] for m in (st.heartbeat, st.display) if m is not None and m["temp_c"] is not None]
+    if not temps:
+        return None
+    return (max(temps) > (s.threshold or 200), f"{max(temps):g} °C")
+
+
+def _storage_readonly(st: DeviceState, ctx: RuleContext, s: RuleSettings) -> tuple[bool, str] | None:
+    return None if st.heartbeat is None else (bool(st.heartbeat["disk_ro"]), "")
+
+
+def _recent(ctx: RuleContext, s: RuleSettings, times: Iterable[float]) -> list[float]:
+    window = s.window_s or 0
+    return [t for t in times if ctx.now - t <= window]
+
+
+def _reboot_loop(st: DeviceState, ctx: RuleContext, s: RuleSettings) -> tuple[bool, str] | None:
+    reboots = len(_recent(ctx, s, st.boots))
+    return (reboots >= (s.count or 1), f"{reboots} reboots")
+
+
+def _data_loss(st: DeviceState, ctx: RuleContext, s: RuleSettings) -> tuple[bool, str] | None:
+    window = s.window_s or 0
+    lost = sum(m for t, m in st.gaps if ctx.now - t <= window)
+    return (lost >= (s.count or 1), f"{lost} messages")
+
+
+@dataclass(frozen=True)
+class _Rule:
+    condition: Condition
+    kinds: tuple[str, ...]
+    defaults: RuleSettings
+
+
+FAULTS: dict[str, _Rule] = {
+    "offline": _Rule(_offline, DEVICE_KINDS, RuleSettings()),
+    "dead_air": _Rule(_dead_air, SPEAKER, RuleSettings()),
+    "playing_off_schedule": _Rule(_playing_off_schedule, SPEAKER, RuleSettings(for_s=300)),
+    "amp_idle": _Rule(_amp_idle, SPEAKER, RuleSettings(for_s=30, threshold=5.0)),
+    "board_dark": _Rule(_board("dark"), BOARDS, RuleSettings(for_s=120)),
+    "board_blank": _Rule(_board("blank"), BOARDS, RuleSettings(for_s=300)),
+    "board_frozen": _Rule(_board("frozen"), BOARDS, RuleSettings(for_s=60)),
+    "source_sync_stale": _Rule(_source_sync_stale, ("district_led",), RuleSettings(threshold=3600)),
+    "weak_signal": _Rule(_weak_signal, DEVICE_KINDS, RuleSettings(for_s=600, threshold=-105)),
+    "overheating": _Rule(_overheating, DEVICE_KINDS, RuleSettings(for_s=120, threshold=75)),
+    "storage_readonly": _Rule(_storage_readonly, DEVICE_KINDS, RuleSettings()),
+    "reboot_loop": _Rule(_reboot_loop, DEVICE_KINDS, RuleSettings(count=3, window_s=1800)),
+    "data_loss": _Rule(_data_loss, DEVICE_KINDS, RuleSettings(count=20, window_s=900)),
+}
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    """Per-rule settings with per-kind overrides (``[rules.<fault>]``, ``[rules.<fault>.<kind>]``)."""
+
+    overrides: Mapping[tuple[str, str | None], Mapping[str, Any]] = field(default_factory=dict)
+
+    def settings(self, fault: str, kind: str | None) -> RuleSettings:
+        """The effective settings of ``fault`` for a device of ``kind``."""
+        settings = replace(FAULTS[fault].defaults, **self.overrides.get((fault, None), {}))
+        return replace(settings, **self.overrides.get((fault, kind), {})) if kind else settings
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> RulesConfig:
+        """Validate the ``[rules]`` table.
+
+        Raises:
+            RuleError: an unknown rule, kind or setting, or a value of the wrong type.
+        """
+        overrides: dict[tuple[str, str | None], dict[str, Any]] = {}
+        for fault, table in raw.items():
+            if fault not in FAULTS:
+                raise RuleError(f"rules.{fault} is not a rule (rules: {', '.join(FAULTS)})")
+            if not isinstance(table, Mapping):
+                raise RuleError(f"rules.{fault} must be a table")
+            for key, value in table.items():
+                if key in DEVICE_KINDS:
+                    if not isinstance(value, Mapping):
+                        raise RuleError(f"rules.{fault}.{key} must be a table")
+                    overrides[(fault, key)] = {
+                        k: _setting(f"rules.{fault}.{key}", k, v) for k, v in value.items()
+                    }
+                else:
+                    overrides.setdefault((fault, None), {})[key] = _setting(f"rules.{fault}", key, value)
+        return cls(overrides)
+
+
+_SETTING_TYPES = {f.name: f.type for f in fields(RuleSettings)}
+
+
+def _setting(where: str, key: str, value: Any) -> Any:
+    if key not in _SETTING_TYPES:
+        known = ", ".join([*_SETTING_TYPES, *DEVICE_KINDS])
+        raise RuleError(f"{where}.{key} is not a rule setting (known: {known})")
+    wanted = str(_SETTING_TYPES[key])
+    if wanted == "bool":
+        ok = isinstance(value, bool)
+    elif wanted.startswith("int"):
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    else:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or (key in ("for_s", "window_s") and value < 0):
+        raise RuleError(f"{where}.{key} must be {wanted.split(' ')[0]} (non-negative), got {value!r}")
+    return float(value) if wanted.startswith("float") else value
+
+
+@dataclass
+class _Tracker:
+    pending_since: float | None = None
+    open: bool = False
+    since: float = 0.0
+
+
+class RuleEngine:
+    """Evaluates every applicable rule for a device and reports open/clear transitions.
+
+    Args:
+        registry: Schedules, operating hours and device kinds.
+        config: Rule settings.
+        clock: Source of "now".
+    """
+
+    def __init__(self, registry: Registry, config: RulesConfig, clock: Clock) -> None:
+        self.registry = registry
+        self.config = config
+        self.clock = clock
+        self._trackers: dict[tuple[str, str], _Tracker] = {}
+
+    def restore(self, device: str, fault: str, since: float) -> None:
+        """Mark a fault open (from alerts persisted before a restart), so it can clear."""
+        if fault in FAULTS:
+            self._trackers[(device, fault)] = _Tracker(pending_since=since, open=True, since=since)
+
+    def open_faults(self) -> set[tuple[str, str]]:
+        """``(device, fault)`` pairs currently open."""
+        return {key for key, tracker in self._trackers.items() if tracker.open}
+
+    def evaluate(self, st: DeviceState) -> list[Transition]:
+        """Run the device's rules now; return the faults that opened or cleared."""
+        now = self.clock.now()
+        registered = self.registry.device(st.device)
+        kind = registered.kind if registered else st.device_kind
+        ctx = RuleContext(now, kind, self.registry)
+        transitions = []
+        for fault, rule in FAULTS.items():
+            if kind is not None and kind not in rule.kinds:
+                continue
+            if fault != "offline" and not st.online:
+                continue
+            settings = self.config.settings(fault, kind)
+            result = rule.condition(st, ctx, settings) if settings.enabled else (False, "")
+            if result is None:
+                continue
+            since = st.down_since if fault == "offline" and st.down_since is not None else now
+            transition = self._step(st.device, fault, result, settings.for_s, now, since)
+            if transition is not None:
+                transitions.append(transition)
+        return transitions
+
+    def _step(
+        self, device: str, fault: str, result: tuple[bool, str], for_s: float, now: float, since: float
+    ) -> Transition | None:
+        active, detail = result
+        tracker = self._trackers.setdefault((device, fault), _Tracker())
+        if not active:
+            tracker.pending_since = None
+            if tracker.open:
+                tracker.open = False
+                return Transition(device, fault, False, now, tracker.since, detail)
+            return None
+        if tracker.open:
+            return None
+        if tracker.pending_since is None:
+            tracker.pending_since = now
+            tracker.since = min(since, now)
+        if now - tracker.pending_since >= for_s:
+            tracker.open = True
+            return Transition(device, fault, True, now, tracker.since, detail)
+        return None

@@ -1,0 +1,154 @@
+"""``tincoso status``, ``tincoso alerts`` and ``tincoso maintenance`` against a real InfluxDB."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from backend.cli import main
+from backend.cli_ops import parse_duration, parse_local_time
+from backend.influx import InfluxClient, line
+from backend.registry import LOCAL_TZ
+from tests.conftest import InfluxDatabase
+from tests.test_registry import EXAMPLE
+
+
+def _config(tmp_path: Path, influx_url: str = "http://127.0.0.1:9", database: str = "tincoso") -> str:
+    path = tmp_path / "backend.toml"
+    path.write_text(
+        f'[influx]\nurl = "{influx_url}"\ndatabase = "{database}"\n'
+        f'[registry]\npath = "{EXAMPLE}"\n'
+        '[monitor]\nstate_dir = "state"\n',
+        encoding="utf-8",
+    )
+    return str(path)
+
+
+def test_maintenance_add_list_remove(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _config(tmp_path)
+    args = [
+        "maintenance",
+        "add",
+        "--config",
+        config,
+        "--commune",
+        "trang-xa",
+        "--for",
+        "2h",
+        "--reason",
+        "thay loa",
+    ]
+    assert main(args) == 0
+    [window] = json.loads((tmp_path / "state" / "maintenance.json").read_text(encoding="utf-8"))
+    assert (window["target"], window["name"], window["end"] - window["start"]) == (
+        "commune",
+        "trang-xa",
+        7200,
+    )
+    assert main(["maintenance", "list", "--config", config]) == 0
+    out = capsys.readouterr().out
+    assert window["id"] in out
+    assert "active" in out
+    assert main(["maintenance", "remove", "--config", config, window["id"]]) == 0
+    assert json.loads((tmp_path / "state" / "maintenance.json").read_text(encoding="utf-8")) == []
+
+
+def test_maintenance_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _config(tmp_path)
+    assert (
+        main(["maintenance", "add", "--config", config, "--device", "vn-nowhere-loa-09", "--for", "1h"]) == 1
+    )
+    assert "no device 'vn-nowhere-loa-09' in the registry" in capsys.readouterr().err
+    assert main(["maintenance", "remove", "--config", config, "m-000000"]) == 1
+    assert "no maintenance window 'm-000000'" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="1"):
+        main(["maintenance", "add", "--config", config, "--commune", "trang-xa", "--for", "soon"])
+    assert "duration must look like" in capsys.readouterr().err
+
+
+def test_time_parsing_is_vietnam_local() -> None:
+    assert parse_duration("90m") == 5400
+    moment = parse_local_time("2025-11-27 17:00")
+    assert moment == parse_local_time("2025-11-27T10:00:00+00:00")
+    assert LOCAL_TZ.utcoffset(None).total_seconds() == 7 * 3600
+
+
+async def _seed(influx_db: InfluxDatabase) -> None:
+    now_ms = int(time.time() * 1000)
+    tags = {"commune": "trang-xa", "hamlet": "Xóm Trung Thành", "kind": "speaker_cluster"}
+    points = [
+        line(
+            "state",
+            {**tags, "device": "vn-trangxa-loa-01"},
+            {"online": True, "reason": "birth"},
+            now_ms - 9000,
+        ),
+        line(
+            "state",
+            {**tags, "device": "vn-trangxa-loa-01"},
+            {"online": False, "reason": "lwt"},
+            now_ms - 5000,
+        ),
+        line(
+            "state",
+            {**tags, "device": "vn-trangxa-loa-02"},
+            {"online": True, "reason": "birth"},
+            now_ms - 5000,
+        ),
+        line(
+            "alert",
+            {**tags, "device": "vn-trangxa-loa-01", "fault": "offline", "status": "open"},
+            {"message": "m", "since_ms": now_ms - 5000, "detail": "reason: lwt", "muted": False},
+            now_ms - 4000,
+        ),
+        line(
+            "alert",
+            {**tags, "device": "vn-trangxa-loa-02", "fault": "amp_idle", "status": "open"},
+            {"message": "m", "since_ms": now_ms - 60000, "detail": "1.2 W", "muted": False},
+            now_ms - 60000,
+        ),
+        line(
+            "alert",
+            {**tags, "device": "vn-trangxa-loa-02", "fault": "amp_idle", "status": "closed"},
+            {"message": "m", "since_ms": now_ms - 60000, "detail": "", "muted": False},
+            now_ms - 30000,
+        ),
+    ]
+    async with InfluxClient(influx_db.base_url, influx_db.name) as client:
+        await client.write(points)
+
+
+async def test_status_and_alerts_read_the_monitors_points(
+    influx_db: InfluxDatabase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await _seed(influx_db)
+    config = _config(tmp_path, influx_db.base_url, influx_db.name)
+    # main() runs its own event loop: call it outside this test's loop.
+    code = await asyncio.to_thread(main, ["status", "--config", config, "--commune", "trang-xa"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Tràng Xá" in out
+    loa1 = next(line for line in out.splitlines() if "vn-trangxa-loa-01" in line)
+    assert "offline" in loa1
+    assert "offline" in loa1.split("offline", 1)[1]  # its open fault
+    loa3 = next(line for line in out.splitlines() if "vn-trangxa-loa-03" in line)
+    assert "never seen" in loa3
+
+    code = await asyncio.to_thread(
+        main, ["status", "--config", config, "--offline", "--kind", "speaker_cluster"]
+    )
+    out = capsys.readouterr().out
+    assert "vn-trangxa-loa-02" not in out
+    assert "vn-trangxa-loa-01" in out
+
+    code = await asyncio.to_thread(main, ["alerts", "--config", config])
+    out = capsys.readouterr().out
+    assert code == 0
+    open_part, recent_part = out.split("Recent")
+    assert "Mất kết nối" in open_part
+    assert "không hoạt động" not in open_part  # amp_idle closed since
+    assert "closed" in recent_part
