@@ -75,23 +75,8 @@ async def _drop_later(host: CommandHost, session: Any, after_s: float) -> None:
 
 
 def drop_session(session: Any) -> bool:
-    """Disconnect the session's current client cleanly; the session reconnects by itself.
-
-    Uses ``session.drop()`` when the session has one; otherwise sends an MQTT DISCONNECT
-    through the underlying paho client, which ends aiomqtt's message iteration with an
-    ``MqttError`` exactly as a lost link does.
-
-    Returns:
-        True if a disconnect was sent, False if there was no live connection.
-    """
-    drop = getattr(session, "drop", None)
-    if callable(drop):
-        drop()
-        return True
-    client = getattr(session, "_client", None)
-    paho = getattr(client, "_client", None)
-    if paho is None:
+    """Disconnect the session's current connection (`agent.mqtt.Session.drop`)."""
+    dropped = bool(session.drop())
+    if not dropped:
         log.warning("reconnect: the MQTT session is not connected, nothing to drop")
-        return False
-    paho.disconnect()
-    return True
+    return dropped

@@ -8,6 +8,7 @@ unknown command gets an error result naming the problem; nothing here raises.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import logging
@@ -20,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from agent import command_reconnect
 from agent.config import AgentConfig
 from protocols import payloads
 from protocols.errors import InvalidPayload
@@ -125,6 +127,7 @@ class CommandDispatcher:
             "set_volume": self._set_volume,
             "set_intervals": self._set_intervals,
             "reboot": self._reboot,
+            "reconnect": functools.partial(command_reconnect.reconnect, host),
         }
 
     async def handle(self, data: bytes) -> None:
@@ -228,19 +231,28 @@ class CommandDispatcher:
             player = asyncio.ensure_future(run_command(argv, seconds + config.command_timeout_s))
             # Measure the middle of the tone: skip the player's start-up and the fade-out.
             await asyncio.sleep(min(0.3, seconds / 4))
-            during = await self._measure(audio, power, max(0.2, seconds - 0.6))
+            during = await self._measure(audio, power, max(0.2, seconds - 0.6), freq)
             rc, err = await player
         if rc != 0:
             raise CommandFailed(f"{argv[0]} exited with {rc}: {err}")
         measured.update(during)
         return measured, None
 
-    async def _measure(self, audio: Any | None, power: Any | None, seconds: float) -> Measured:
+    async def _measure(
+        self, audio: Any | None, power: Any | None, seconds: float, freq_hz: float | None = None
+    ) -> Measured:
         out: Measured = {}
         if audio is not None and hasattr(audio, "measure"):
             try:
-                values = await _maybe_await(audio.measure(seconds))
+                values = await _maybe_await(
+                    audio.measure(seconds, freq_hz) if freq_hz else audio.measure(seconds)
+                )
                 out.update({k: values[k] for k in ("rms_dbfs", "peak_dbfs") if k in values})
+                # The level at the requested frequency (Goertzel): the tone, not whatever
+                # else is on the line. A zero-crossing frequency estimate is too easily
+                # fooled by the noise floor around the tone to report as a measurement.
+                if freq_hz and values.get("tone_dbfs") is not None:
+                    out["tone_dbfs"] = values["tone_dbfs"]
             except Exception as exc:  # a failed measurement is reported, not fatal
                 out["audio_error"] = str(exc)[:200]
         if power is not None:

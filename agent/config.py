@@ -177,6 +177,8 @@ class AgentConfig:
         if check not in ("adjtimex", "timedatectl", "none"):
             raise s._fail("sync_check", "one of adjtimex, timedatectl, none", check)
         self.sync_check: str = check
+        # Simulation only: shift the wall clock (HIL rig's "device clock a day wrong").
+        self.clock_offset_s = s.number("offset_s", 0.0, -10 * 365 * 86400, 10 * 365 * 86400)
         s.check_unknown()
 
     def _commands(self, s: _Section) -> None:

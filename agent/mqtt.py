@@ -139,6 +139,20 @@ class Session:
                 log.warning("could not publish clean death: %s", exc)
         self._stopping.set()
 
+    def drop(self) -> bool:
+        """Disconnect the current connection cleanly (no Last Will); the session reconnects.
+
+        Used by the ``reconnect`` command (a vendor's acceptance test). Returns False when
+        there is no live connection to drop.
+        """
+        client = self._client
+        if client is None or not self.connected.is_set():
+            return False
+        # aiomqtt has no public "disconnect but keep the session"; paho's DISCONNECT ends
+        # the message iteration with an MqttError exactly as a lost link does.
+        client._client.disconnect()
+        return True
+
     def _make_client(self) -> aiomqtt.Client:
         c = self.config
         ts, ok, _mono = self._stamp()

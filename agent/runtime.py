@@ -13,7 +13,9 @@ import contextlib
 import logging
 import platform
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,14 @@ def read_boot_id(path: str = BOOT_ID_PATH) -> str:
         return Path(path).read_text(encoding="ascii").strip()[:64] or _random_boot_id()
     except OSError:
         return _random_boot_id()
+
+
+def _wall(config: AgentConfig) -> Callable[[], float]:
+    """The wall clock, shifted by ``[clock] offset_s`` (simulating a device whose clock is off)."""
+    offset = config.clock_offset_s
+    if not offset:
+        return time.time
+    return lambda: time.time() + offset
 
 
 def _random_boot_id() -> str:
@@ -91,8 +101,9 @@ class Agent(CommandHost):
     ) -> None:
         self.config = config
         self.probes = probes
-        self.clock = clock or Clock(config.min_epoch_s, SYNC_CHECKS[config.sync_check])
-        self.boot_id = boot_id or read_boot_id()
+        self.clock = clock or Clock(config.min_epoch_s, SYNC_CHECKS[config.sync_check], wall=_wall(config))
+        system = config.probes.get("system", {})
+        self.boot_id = boot_id or read_boot_id(str(system.get("boot_id_path", BOOT_ID_PATH)))
         self.queue = DurableQueue(config.state_dir / QUEUE_FILE, self.boot_id, config.queue_max_messages)
         self.builder = MessageBuilder(config.device_id, self.boot_id)
         self.policy = ReportingPolicy(

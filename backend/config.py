@@ -142,6 +142,7 @@ class IngestSettings:
     process_name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     quarantine_payload_bytes: int = 512
     anchor_refresh_s: float = 600.0
+    clock_skew_s: float = 300.0
     invalid_log_interval_s: float = 60.0
 
     def _check(self) -> None:

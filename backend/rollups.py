@@ -1,9 +1,10 @@
 """Retention policies and continuous queries that roll readings up for long dashboards.
 
 Raw points live in the default policy ``raw`` (400 days: a reporting year plus margin, so
-the annual KPI report reads raw data). Continuous queries summarise them every minute into ``rollup_1m`` (3 years) and those minutes every hour into
-``rollup_1h`` (kept forever), so 30- and 365-day panels read thousands of points, not
-millions. Created idempotently by `ensure_retention_and_rollups` at backend start.
+the annual KPI report reads raw data). Continuous queries summarise them every minute into
+``rollup_1m`` (3 years) and those minutes every hour into ``rollup_1h`` (kept forever), so
+30- and 365-day panels read thousands of points, not millions. Created idempotently by
+`ensure_retention_and_rollups` at backend start.
 
 What a rolled-up point holds, per measurement (tags are kept by ``GROUP BY *``):
 

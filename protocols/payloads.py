@@ -54,6 +54,7 @@ COMMANDS = (
     "set_volume",
     "set_intervals",
     "reboot",
+    "reconnect",
 )
 
 
@@ -204,6 +205,8 @@ COMMAND_ARGS = {
         _field("snapshot_s", "num", required=False, lo=5, hi=86400),
     ),
     "reboot": (_field("confirm", "str", max_len=64),),
+    # Drop the MQTT session after after_s and connect again (the acceptance test's forced reconnect).
+    "reconnect": (_field("after_s", "num", required=False, lo=0, hi=60),),
 }
 
 

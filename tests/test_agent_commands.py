@@ -26,9 +26,12 @@ class FakeAudio(Probe):
     async def read(self) -> dict[str, Any]:
         return {}
 
-    async def measure(self, seconds: float) -> dict[str, Any]:
+    async def measure(self, seconds: float, freq_hz: float | None = None) -> dict[str, Any]:
         self.measured.append(seconds)
-        return {"rms_dbfs": -60.0 if len(self.measured) == 1 else -15.0, "peak_dbfs": -12.0}
+        values: dict[str, Any] = {"rms_dbfs": -60.0 if len(self.measured) == 1 else -15.0, "peak_dbfs": -12.0}
+        if freq_hz is not None:
+            values["tone_dbfs"] = -15.1
+        return values
 
 
 class FakePowerMeter(Probe):
@@ -110,6 +113,8 @@ async def test_test_tone_plays_once_and_reports_levels_before_and_during(tmp_pat
     m = result["measured"]
     assert m["rms_dbfs_before"] == -60.0
     assert m["rms_dbfs"] == -15.0
+    assert m["tone_dbfs"] == -15.1
+    assert "tone_dbfs_before" not in m
     assert m["amp_power_w_before"] == 12.0
     assert m["amp_power_w"] == 64.0
     assert m["freq_hz"] == 1000

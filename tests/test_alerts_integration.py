@@ -23,8 +23,8 @@ from backend.monitor.service import Monitor, run_monitor
 from backend.registry import Registry, parse_registry
 from protocols import payloads, topics
 from tests.alert_receivers import HttpReceiver, SmtpInbox, receivers
-from tests.conftest import InfluxDatabase
 from tests.monitor_support import ScriptedDevice, local_ts
+from tests.services_fixtures import InfluxDatabase
 
 LOA = "vn-trangxa-loa-01"
 LAHIEN = "vn-lahien-loa-01"

@@ -136,6 +136,27 @@ def test_redelivered_duplicate_without_clock_lands_on_the_same_timestamp(registr
     assert first == later
 
 
+DAY_MS = 86_400_000
+
+
+def test_synchronised_clock_a_day_ahead_is_not_trusted(registry: Registry) -> None:
+    msg = _example("heartbeat", clock_ok=True, ts=RECEIVED_MS + DAY_MS, mono_ms=70_000)
+    [point] = _lines(registry, msg)
+    assert point.endswith(f" {RECEIVED_MS}")
+    assert 'placed="received"' in point
+
+
+def test_old_backlog_with_a_good_clock_keeps_its_own_time(registry: Registry) -> None:
+    placer = ClockPlacer()
+    live = _example("heartbeat", clock_ok=True, ts=RECEIVED_MS - 50, mono_ms=7_200_000, seq=2)
+    _lines(registry, live, placer=placer)
+    made_two_hours_ago = RECEIVED_MS - 7_200_000 + 1_000
+    replay = _example("heartbeat", clock_ok=True, ts=made_two_hours_ago, mono_ms=1_000, seq=1)
+    [point] = _lines(registry, replay, placer=placer, received_ms=RECEIVED_MS + 100)
+    assert point.endswith(f" {made_two_hours_ago}")
+    assert 'placed="device"' in point
+
+
 def test_anchor_prefers_the_least_delayed_delivery(registry: Registry) -> None:
     placer = ClockPlacer()
     delayed = _example("heartbeat", clock_ok=False, ts=5, mono_ms=70_000, seq=1)

@@ -13,7 +13,7 @@ from backend.cli import main
 from backend.cli_ops import parse_duration, parse_local_time
 from backend.influx import InfluxClient, line
 from backend.registry import LOCAL_TZ
-from tests.conftest import InfluxDatabase
+from tests.services_fixtures import InfluxDatabase
 from tests.test_registry import EXAMPLE
 
 

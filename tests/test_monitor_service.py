@@ -17,8 +17,8 @@ from backend.monitor.config import MonitorConfig
 from backend.monitor.service import run_monitor
 from backend.registry import load_registry
 from protocols import payloads, topics
-from tests.conftest import InfluxDatabase
 from tests.monitor_support import ScriptedDevice
+from tests.services_fixtures import InfluxDatabase
 from tests.test_registry import EXAMPLE
 
 

@@ -8,6 +8,13 @@ minimum. A live delivery may also raise it once the anchor is ``refresh_ms`` old
 drift between the device's oscillator and the server clock is followed over long uptimes.
 Keeping the minimum also makes the anchor settle, so a QoS-1 duplicate delivered later is
 placed at the same timestamp as the original (and overwrites it in InfluxDB).
+
+A device may also *claim* a synchronised clock that is wrong (an RTC set a day ahead, a
+bad NTP server). Delays only make the anchor later, so ``anchor + mono_ms`` is never
+earlier than the moment a reading was made: a ``ts`` more than ``max_skew_ms`` after it
+is certainly wrong, and such readings are placed like ``clock_ok=false`` ones. A clock
+that runs *behind* cannot be told apart from a late delivery this way; the agent's own
+check (``clock_ok``) has to catch that.
 """
 
 from __future__ import annotations
@@ -23,12 +30,17 @@ class ClockPlacer:
 
     Args:
         refresh_ms: Age after which a live message may move the anchor later.
+        max_skew_ms: How far ahead of the anchor a "synchronised" clock may run before its
+            readings are placed by the anchor instead.
         max_boots: How many (device, boot) anchors to keep.
     """
 
-    def __init__(self, *, refresh_ms: int = 600_000, max_boots: int = 100_000) -> None:
+    def __init__(
+        self, *, refresh_ms: int = 600_000, max_boots: int = 100_000, max_skew_ms: int = 300_000
+    ) -> None:
         self.refresh_ms = refresh_ms
         self.max_boots = max_boots
+        self.max_skew_ms = max_skew_ms
         # (device, boot_id) -> (anchor_ms, set_at_ms)
         self._anchors: OrderedDict[tuple[str, str], tuple[int, int]] = OrderedDict()
 
@@ -52,12 +64,13 @@ class ClockPlacer:
 
         ``placed`` is ``"device"`` (its own synchronised clock) or ``"received"``.
         """
-        if msg["clock_ok"]:
-            return int(msg["ts"]), "device"
         anchor = self.anchor(msg["device"], msg["boot_id"])
         if anchor is None:  # not observed: the caller broke the contract; fall back to the device
             return int(msg["ts"]), "device"
-        return anchor + int(msg["mono_ms"]), "received"
+        made = anchor + int(msg["mono_ms"])
+        if msg["clock_ok"] and int(msg["ts"]) <= made + self.max_skew_ms:
+            return int(msg["ts"]), "device"
+        return made, "received"
 
     def export(self) -> dict[str, list[int]]:
         """The anchors as JSON-able data (to survive a restart)."""

@@ -57,7 +57,10 @@ class IngestService:
         self.registry = registry
         self.role = role
         self.stats = IngestStats()
-        self.placer = ClockPlacer(refresh_ms=int(config.ingest.anchor_refresh_s * 1000))
+        self.placer = ClockPlacer(
+            refresh_ms=int(config.ingest.anchor_refresh_s * 1000),
+            max_skew_ms=int(config.ingest.clock_skew_s * 1000),
+        )
         self.invalid_log = InvalidInputLog(config.ingest.invalid_log_interval_s)
         self.connected = asyncio.Event()
         self._last_quarantine_ts: dict[tuple[str, str], int] = {}

@@ -12,8 +12,15 @@ def modbus_request_vector():
 
 @test
 def modbus_roundtrip_and_errors():
-    r = {"voltage_v": 229.8, "current_a": 0.123, "power_w": 25.6, "energy_wh": 70000,
-         "frequency_hz": 50.0, "power_factor": 0.91, "alarm": False}
+    r = {
+        "voltage_v": 229.8,
+        "current_a": 0.123,
+        "power_w": 25.6,
+        "energy_wh": 70000,
+        "frequency_hz": 50.0,
+        "power_factor": 0.91,
+        "alarm": False,
+    }
     f = modbus.build_pzem_response(1, r)
     assert modbus.parse_pzem_response(f) == r, modbus.parse_pzem_response(f)
     exc = raises(InvalidFrame, modbus.parse_pzem_response, f[:7])
@@ -31,15 +38,26 @@ def modbus_roundtrip_and_errors():
 
 @test
 def display_roundtrip():
-    s = {"command": "status", "seq": 7, "power": True, "blank": False, "brightness": 80,
-         "modules_total": 48, "failed_modules": 2, "temperature_c": -12.5,
-         "last_source_sync": 1764126000, "screen_hash": "00ff10a0b0c0d0e0",
-         "content_id": "BẢN TIN 17:00"}
+    s = {
+        "command": "status",
+        "seq": 7,
+        "power": True,
+        "blank": False,
+        "brightness": 80,
+        "modules_total": 48,
+        "failed_modules": 2,
+        "temperature_c": -12.5,
+        "last_source_sync": 1764126000,
+        "screen_hash": "00ff10a0b0c0d0e0",
+        "content_id": "BẢN TIN 17:00",
+    }
     f = display_frame.encode_message(s)
     assert display_frame.decode_frame(f) == s, display_frame.decode_frame(f)
-    for m in ({"command": "show_test_pattern", "seq": 1, "pattern": "grid", "seconds": 10},
-              {"command": "set_power", "seq": 2, "on": False},
-              {"command": "nak", "seq": 3, "for_command": 3, "error": 4}):
+    for m in (
+        {"command": "show_test_pattern", "seq": 1, "pattern": "grid", "seconds": 10},
+        {"command": "set_power", "seq": 2, "on": False},
+        {"command": "nak", "seq": 3, "for_command": 3, "error": 4},
+    ):
         assert display_frame.decode_frame(display_frame.encode_message(m)) == m
     reader = display_frame.FrameReader()
     frames = reader.feed(b"\x02\x00\xff\x99" + f + b"\x02\x00")
