@@ -263,14 +263,10 @@ def _check_type(where: str, spec: "dict[str, Any]", value: "Any") -> None:
 
 def _check_rules(where: str, spec: "dict[str, Any]", value: "Any") -> None:
     if "choices" in spec and value not in spec["choices"]:
-        raise InvalidPayload(
-            "%s must be one of %s, got %r" % (where, ", ".join(spec["choices"]), value)
-        )
+        raise InvalidPayload("%s must be one of %s, got %r" % (where, ", ".join(spec["choices"]), value))
     if "max_len" in spec:
         if len(value) > spec["max_len"]:
-            raise InvalidPayload(
-                "%s is too long: %d, limit %d" % (where, len(value), spec["max_len"])
-            )
+            raise InvalidPayload("%s is too long: %d, limit %d" % (where, len(value), spec["max_len"]))
         if spec["type"] == "str" and not value:
             raise InvalidPayload("%s must not be empty" % where)
     if "lo" in spec and value < spec["lo"]:
@@ -305,15 +301,11 @@ def _check_flat_object(where: str, obj: "dict[str, Any]") -> None:
         value = obj[key]
         name = _type_name(value)
         if name in ("list", "object"):
-            raise InvalidPayload(
-                "%s.%s must be a number, string, bool or null, got %s" % (where, key, name)
-            )
+            raise InvalidPayload("%s.%s must be a number, string, bool or null, got %s" % (where, key, name))
         if name == "float" and not _is_finite(value):
             raise InvalidPayload("%s.%s must be a finite number" % (where, key))
         if name == "str" and len(value) > _MAX_STR:
-            raise InvalidPayload(
-                "%s.%s is too long: %d, limit %d" % (where, key, len(value), _MAX_STR)
-            )
+            raise InvalidPayload("%s.%s is too long: %d, limit %d" % (where, key, len(value), _MAX_STR))
 
 
 def validate(msg: "Any") -> "dict[str, Any]":
@@ -351,8 +343,7 @@ def _validate_batch(msg: "dict[str, Any]") -> None:
             raise InvalidPayload("batch.items[%d]: kind %r cannot be batched" % (i, item["kind"]))
         if item["device"] != msg["device"]:
             raise InvalidPayload(
-                "batch.items[%d].device %r differs from batch.device %r"
-                % (i, item["device"], msg["device"])
+                "batch.items[%d].device %r differs from batch.device %r" % (i, item["device"], msg["device"])
             )
 
 
@@ -393,15 +384,11 @@ def decode(data: "bytes | bytearray | str") -> "dict[str, Any]":
         raise InvalidPayload("payload is not valid JSON (%d bytes)" % size) from None
     validate(msg)
     if msg["kind"] != "batch" and size > MAX_MESSAGE_BYTES:
-        raise InvalidPayload(
-            "%s message is %d bytes, limit %d" % (msg["kind"], size, MAX_MESSAGE_BYTES)
-        )
+        raise InvalidPayload("%s message is %d bytes, limit %d" % (msg["kind"], size, MAX_MESSAGE_BYTES))
     return msg  # type: ignore[no-any-return]
 
 
-def envelope(
-    device: str, ts: int, clock_ok: bool, mono_ms: int, boot_id: str, seq: int
-) -> "dict[str, Any]":
+def envelope(device: str, ts: int, clock_ok: bool, mono_ms: int, boot_id: str, seq: int) -> "dict[str, Any]":
     """The sequenced envelope every device message (but death) starts from."""
     return {
         "v": VERSION,
@@ -422,9 +409,7 @@ def build(kind: str, env: "dict[str, Any]", fields: "dict[str, Any]") -> "dict[s
     return validate(msg)
 
 
-def death(
-    device: str, ts: int, clock_ok: bool, bdseq: int, reason: str = "lwt"
-) -> "dict[str, Any]":
+def death(device: str, ts: int, clock_ok: bool, bdseq: int, reason: str = "lwt") -> "dict[str, Any]":
     """The death message (Last Will, or sent on clean shutdown)."""
     return validate(
         {
@@ -439,9 +424,7 @@ def death(
     )
 
 
-def command(
-    device: str, command_id: str, cmd: str, args: "dict[str, Any]", ts: int
-) -> "dict[str, Any]":
+def command(device: str, command_id: str, cmd: str, args: "dict[str, Any]", ts: int) -> "dict[str, Any]":
     """A backend-to-device command."""
     return validate(
         {
