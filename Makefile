@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := mosquitto influxdb nodejs npm
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2 --durations=10
 
 .PHONY: demo test lint typecheck pytest deps system-deps bench bench-quick clean help
 

@@ -113,22 +113,26 @@ async def test_a_refused_point_is_isolated_and_the_rest_of_the_batch_is_written(
 async def test_a_dropped_database_is_recreated_and_nothing_is_lost(influx_db: Any, tmp_path: Path) -> None:
     stats = IngestStats()
     spool = Spool(tmp_path)
-    async with InfluxClient(influx_db.base_url, influx_db.name) as influx:
-        writer = DurableWriter(influx, spool, stats, batch_ms=20)
-        task = await _run_writer(writer)
-        await influx.query(f'DROP DATABASE "{influx_db.name}"')
-        acked: list[int] = []
-        for i in range(5):
-            writer.add(
-                [f"audio,device=vn-trangxa-loa-03 rms_dbfs=-18.4,seq={i}i {1000 + i}"],
-                lambda: acked.append(1),
-            )
-        await _wait(lambda: _count(influx, 5))
-        await _stop(task)
+    try:
+        async with InfluxClient(influx_db.base_url, influx_db.name) as influx:
+            writer = DurableWriter(influx, spool, stats, batch_ms=20)
+            task = await _run_writer(writer)
+            await influx.query(f'DROP DATABASE "{influx_db.name}"')
+            acked: list[int] = []
+            for i in range(5):
+                writer.add(
+                    [f"audio,device=vn-trangxa-loa-03 rms_dbfs=-18.4,seq={i}i {1000 + i}"],
+                    lambda: acked.append(1),
+                )
+            await _wait(lambda: _count(influx, 5))
+            # The drainer commits the spool after the write lands: wait for that too.
+            await _wait(lambda: _true(stats.drained == 5))
+            await _stop(task)
+    finally:
+        spool.close()
     assert len(acked) == 5
     assert stats.spooled == 5
     assert stats.drained == 5
-    spool.close()
 
 
 async def _count(influx: InfluxClient, n: int) -> bool:
