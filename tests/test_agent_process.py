@@ -29,6 +29,7 @@ from protocols import payloads, topics
 pytestmark = pytest.mark.slow
 
 DEVICE = "vn-trangxa-loa-03"
+OUTAGE_S = 60
 AGENT = Path(sys.executable).parent / "tincoso-agent"
 
 
@@ -189,13 +190,13 @@ def test_broker_outage_loses_nothing_and_keeps_original_timestamps(
 
     broker.stop()
     down_ms = int(time.time() * 1000)
-    time.sleep(10)
+    time.sleep(OUTAGE_S)  # the "unplug the broker for 60 s", in real time
     up_ms = int(time.time() * 1000)
     broker.start()
 
     def replayed() -> bool:
         hb = [m for m in sub.sequenced() if m["kind"] == "heartbeat"]
-        return sum(down_ms + 1500 < m["ts"] < up_ms for m in hb) >= 7 and any(
+        return sum(down_ms + 1500 < m["ts"] < up_ms for m in hb) >= OUTAGE_S - 5 and any(
             m["ts"] > up_ms + 1000 for m in hb
         )
 
@@ -206,7 +207,7 @@ def test_broker_outage_loses_nothing_and_keeps_original_timestamps(
     first = check_stream(sub.sequenced())
     during = [m for m in first.values() if m["kind"] == "heartbeat" and down_ms < m["ts"] < up_ms]
     # ~1 heartbeat a second was taken while the broker was down, stamped when taken
-    assert len(during) >= 7
+    assert len(during) >= OUTAGE_S - 5
     gaps = [b["ts"] - a["ts"] for a, b in itertools.pairwise(during)]
     assert all(500 <= g <= 2500 for g in gaps), gaps
     assert max(m["queue_depth"] for m in during) >= 5

@@ -158,14 +158,17 @@ async def test_influx_outage_under_load_loses_nothing(
     root = f"t{uuid.uuid4().hex[:8]}/v1"
     config = config_from_dict(_config(tmp_path, mosquitto, influxd.url, "tincoso", root))
     publisher = Publisher(mosquitto, root)
-    per_device = 80
+    # The "stop InfluxDB for a minute under load": readings keep coming (5 a
+    # second per device) from before the outage until after InfluxDB is back.
+    outage_s = 60.0
+    per_device = int((outage_s + 4) / 0.2)
     expected = {d: range(per_device) for d in DEVICES}
 
     def publish_slowly() -> None:
         for seq in range(per_device):
             for device in DEVICES:
                 publisher.send(_audio(device, seq))
-            time.sleep(0.05)
+            time.sleep(0.2)
         publisher.flush()
 
     async with (
@@ -175,7 +178,7 @@ async def test_influx_outage_under_load_loses_nothing(
         load = asyncio.create_task(asyncio.to_thread(publish_slowly))
         await asyncio.sleep(0.8)
         await asyncio.to_thread(influxd.stop)
-        await asyncio.sleep(3.0)
+        await asyncio.sleep(outage_s)
         spooled_during_outage = service.stats.spooled
         await asyncio.to_thread(influxd.start)
         await load
