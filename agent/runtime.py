@@ -208,11 +208,22 @@ class Agent(CommandHost):
             by_kind: dict[str, dict[str, Any]] = {"heartbeat": {"uptime_s": round(self.clock.mono_s(), 1)}}
             for name, probe in self.probes.items():
                 values = await self._read(name, probe)
-                for event in probe.drain_events():
-                    self.emit("event", event_fields(event))
                 if values is not None:
                     by_kind.setdefault(PROBE_KINDS.get(self._kinds[name], name), {}).update(values)
+            self._note_audio(by_kind.get("audio", {}).get("playing"))
+            for probe in self.probes.values():
+                for event in probe.drain_events():
+                    self.emit("event", event_fields(event))
             return self._queue_due(by_kind, force)
+
+    def _note_audio(self, playing: bool | None) -> None:
+        """Tell the amplifier's power meter whether audio plays (drives its ``amp_idle`` fault)."""
+        if playing is None:
+            return
+        for probe in self.probes.values():
+            note = getattr(probe, "note_audio", None)
+            if note is not None:
+                note(bool(playing), self.clock.mono_s())
 
     def _queue_due(self, by_kind: dict[str, dict[str, Any]], force: bool) -> Measured:
         now = self.clock.mono_s()

@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES = (
     "backend.cli_ops",
     "backend.cli_kpi",
     "backend.cli_acceptance",
+    "backend.cli_demo",
 )
 
 Handler = Callable[[argparse.Namespace], int]

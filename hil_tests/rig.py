@@ -139,6 +139,9 @@ class Rig:
         audio_rate: sample rate of the simulated receivers (8000 for large fleets).
         sections: agent config sections merged into every agent (``reporting``, ``queue``...).
         probe_overrides: probe name -> keys merged into every agent's probe section.
+        device_probes: device id -> probe name -> keys merged into that device's probe
+            sections, after ``probe_overrides`` (real hardware instead of a simulator:
+            ``{"vn-trangxa-loa-01": {"power_meter": {"url": "/dev/ttyUSB0"}}}``).
     """
 
     def __init__(
@@ -152,6 +155,7 @@ class Rig:
         audio_rate: int = 16000,
         sections: Mapping[str, Mapping[str, Any]] | None = None,
         probe_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        device_probes: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.broker_host = broker_host
@@ -161,6 +165,7 @@ class Rig:
         self.audio_rate = audio_rate
         self.sections = sections or {}
         self.probe_overrides = probe_overrides or {}
+        self.device_probes = device_probes or {}
         self.devices: dict[str, RigDevice] = {}
         self.backends: list[BackendProcess] = []
         self._started = False
@@ -237,7 +242,7 @@ class Rig:
             kind,
             proxy.port if proxy is not None else self.broker_port,
             broker_host=proxy.host if proxy is not None else self.broker_host,
-            probes=probe_sections(hardware, self.probe_overrides),
+            probes=probe_sections(hardware, self._probe_overrides(device_id)),
             sections=sections,
             **agent_options,
         )
@@ -247,6 +252,12 @@ class Rig:
             device.hardware.start()
             agent.start()
         return device
+
+    def _probe_overrides(self, device_id: str) -> dict[str, dict[str, Any]]:
+        merged = {name: dict(values) for name, values in self.probe_overrides.items()}
+        for name, values in self.device_probes.get(device_id, {}).items():
+            merged.setdefault(name, {}).update(values)
+        return merged
 
     # -- running -------------------------------------------------------------------------
 

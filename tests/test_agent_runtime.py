@@ -135,3 +135,23 @@ async def test_unsynchronised_clock_marks_every_message(tmp_path: Path) -> None:
     assert hb["clock_ok"] is False
     assert hb["mono_ms"] == 12000
     agent.queue.close()
+
+
+async def test_cut_speaker_line_idle_amplifier_while_audio_plays_raises_amp_idle(tmp_path: Path) -> None:
+    from agent.probes import create
+    from hil_tests.simulators import PowerMeterSimulator
+
+    with PowerMeterSimulator() as meter_sim:
+        meter_sim.set_amplifier("idle")  # speaker line cut: audio plays, the amplifier draws idle power
+        meter = create("power_meter", {"url": meter_sim.url, "amp_idle_s": 5})
+        await meter.start()
+        now = [100.0]
+        agent = _agent(tmp_path, {"audio": FakeAudio(), "power_meter": meter}, now)
+        try:
+            for _ in range(8):
+                await agent.poll_once()
+                now[0] += 1
+        finally:
+            await meter.close()
+    events = [(m["event"], m["code"]) for m in _queued(agent) if m["kind"] == "event"]
+    assert ("fault_start", "amp_idle") in events

@@ -67,6 +67,22 @@ async def test_dead_air_during_evening_bulletin_alerts_commune_technician(tmp_pa
     assert "Bản tin chiều 17:00–18:00" in notice.text
 
 
+async def test_silence_before_the_bulletin_does_not_alert_as_it_starts_but_a_silent_bulletin_does(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock(local_ts(16, 59))
+    monitor, channel = _monitor(tmp_path, clock)
+    dev = ScriptedDevice(LOA, clock)
+    _send(monitor, dev.birth())
+    _send(monitor, dev.audio(dead_air=True, dead_air_s=600, playing=False))  # quiet afternoon
+    clock.advance(70)  # 17:00:10, bulletin on, the agent has not yet cleared its dead air
+    monitor.tick()
+    assert monitor.store.open == {}
+    clock.advance(25)  # 17:00:35: past the grace, still silent -> the bulletin is not sounding
+    monitor.tick()
+    assert await _delivered(monitor, channel) == [("open", "dead_air")]
+
+
 async def test_same_silence_outside_the_bulletin_does_not_alert(tmp_path: Path) -> None:
     clock = ManualClock(local_ts(14, 0))
     monitor, channel = _monitor(tmp_path, clock)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
 from typing import Any
 
 from backend.monitor.clock import Clock
 from backend.monitor.state import DeviceState
-from backend.registry import DEVICE_KINDS, Registry
+from backend.registry import DEVICE_KINDS, DailyWindow, Registry, local_time
 
 __all__ = ["FAULTS", "RuleEngine", "RuleError", "RuleSettings", "RulesConfig", "Transition"]
 
@@ -38,6 +39,8 @@ class RuleSettings:
         threshold: The rule's limit (watts, dBm, °C, seconds), where it has one.
         count: How many (reboots, lost messages) within ``window_s``.
         window_s: The period ``count`` is taken over.
+        grace_s: Seconds after a scheduled window opens before the rule looks (the
+            agent needs a moment to hear the bulletin begin and say so).
     """
 
     enabled: bool = True
@@ -45,6 +48,7 @@ class RuleSettings:
     threshold: float | None = None
     count: int | None = None
     window_s: float | None = None
+    grace_s: float = 0.0
 
 
 Condition = Callable[[DeviceState, "RuleContext", RuleSettings], "tuple[bool, str] | None"]
@@ -83,8 +87,20 @@ def _dead_air(st: DeviceState, ctx: RuleContext, s: RuleSettings) -> tuple[bool,
         return None
     silent = agent or bool(st.audio and st.audio["dead_air"])
     bulletin = ctx.registry.bulletin_at(st.device, ctx.now)
+    # The silence before a bulletin is still on record in its first seconds (the agent
+    # clears dead air only after it has heard sound for a while): look after the grace.
+    if bulletin is not None and _seconds_into(bulletin, ctx.now) < s.grace_s:
+        bulletin = None
     seconds = st.audio["dead_air_s"] if st.audio else 0
     return (silent and bulletin is not None, f"{bulletin.label() if bulletin else ''}, {seconds:g} s")
+
+
+def _seconds_into(window: DailyWindow, now: float) -> float:
+    local = local_time(now)
+    start = local.replace(hour=window.start.hour, minute=window.start.minute, second=0, microsecond=0)
+    if start > local:  # a window that began before midnight
+        start -= timedelta(days=1)
+    return (local - start).total_seconds()
 
 
 def _playing_off_schedule(st: DeviceState, ctx: RuleContext, s: RuleSettings) -> tuple[bool, str] | None:
@@ -168,7 +184,7 @@ class _Rule:
 
 FAULTS: dict[str, _Rule] = {
     "offline": _Rule(_offline, DEVICE_KINDS, RuleSettings()),
-    "dead_air": _Rule(_dead_air, SPEAKER, RuleSettings()),
+    "dead_air": _Rule(_dead_air, SPEAKER, RuleSettings(grace_s=30)),
     "playing_off_schedule": _Rule(_playing_off_schedule, SPEAKER, RuleSettings(for_s=300)),
     "amp_idle": _Rule(_amp_idle, SPEAKER, RuleSettings(for_s=30, threshold=5.0)),
     "board_dark": _Rule(_board("dark"), BOARDS, RuleSettings(for_s=120)),

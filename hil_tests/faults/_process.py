@@ -54,15 +54,20 @@ class ChildProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.cwd,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                # faulthandler: a process stuck on its way out dumps every thread's stack
+                # into the log when terminate() sends SIGABRT (see below).
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"},
             )
         self.starts += 1
 
     def terminate(self, timeout: float) -> int | None:
-        """SIGTERM, wait ``timeout``, then SIGKILL; the exit code (None if not started)."""
+        """SIGTERM, wait ``timeout``, then SIGABRT (its stacks go to the log) and SIGKILL;
+        the exit code (None if not started)."""
         if self._proc is None:
             return None
         code = self._signal_and_wait(signal.SIGTERM, timeout)
+        if code is None:
+            code = self._signal_and_wait(signal.SIGABRT, 2.0)
         if code is None:
             code = self._signal_and_wait(signal.SIGKILL, 5.0)
         self._proc = None

@@ -74,6 +74,7 @@ class TcpProxy:
         self.state = "stopped"
         self._links: set[_Link] = set()
         self._server: asyncio.Server | None = None
+        self._placeholder: socket.socket | None = None
         self._loop = asyncio.new_event_loop()
         self._flowing: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -167,12 +168,32 @@ class TcpProxy:
 
     async def _listen(self) -> None:
         if self._server is None:
-            self._server = await asyncio.start_server(self._accept, self.host, self.port, reuse_address=True)
+            self._server = await asyncio.start_server(
+                self._accept, self.host, self.port, reuse_address=True, reuse_port=True
+            )
             self.port = self._server.sockets[0].getsockname()[1]
+        self._release_port()
         self.state = "up"
+
+    def _hold_port(self) -> None:
+        # While cut, a bound socket that does not listen keeps the port: connects are refused,
+        # and no other socket (an outgoing connection's ephemeral port) can take it, which
+        # would make restore() fail with "address already in use".
+        if self._placeholder is None:
+            holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            holder.bind((self.host, self.port))
+            self._placeholder = holder
+
+    def _release_port(self) -> None:
+        if self._placeholder is not None:
+            self._placeholder.close()
+            self._placeholder = None
 
     async def _cut(self) -> None:
         if self._server is not None:
+            self._hold_port()
             self._server.close()
             self._server = None
         for link in list(self._links):
@@ -184,6 +205,7 @@ class TcpProxy:
 
     async def _shutdown(self) -> None:
         await self._cut()
+        self._release_port()
         current = asyncio.current_task()
         tasks = [task for task in asyncio.all_tasks() if task is not current]
         for task in tasks:
