@@ -33,9 +33,9 @@ MARKER = ".tincoso-demo"
 # Demo speed: a heartbeat every 5 s (offline after 3 missed = 15 s), fault delays of seconds.
 AGENT_SECTIONS = {"reporting": {"heartbeat_s": 5.0, "snapshot_s": 10.0, "poll_s": 1.0, "jitter": 0.1}}
 RULES = {
-    # Dead air must last 4 s inside a bulletin window: at the window's first tick the latest
-    # reading is still the silence before the bulletin (the agent clears dead air after 1 s).
-    "dead_air": {"for_s": 4.0},
+    # The silence before a bulletin is still on record in its first seconds (the demo's agents
+    # clear dead air after 1 s): look 5 s into the window, then dead air must last 4 s.
+    "dead_air": {"for_s": 4.0, "grace_s": 5.0},
     # The simulated amplifiers idle at 8 W and draw ~23 W playing a bulletin at -18 dBFS:
     # below 12 W while audio plays is a dead amplifier (0 W) or a cut speaker line (idle).
     "amp_idle": {"for_s": 3.0, "threshold": 12.0},
