@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 AGENT_VERSION = "0.1.0"
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+EVENT_CHECK_S = 0.25
 QUEUE_FILE = "queue.sqlite3"
 
 
@@ -211,9 +212,7 @@ class Agent(CommandHost):
                 if values is not None:
                     by_kind.setdefault(PROBE_KINDS.get(self._kinds[name], name), {}).update(values)
             self._note_audio(by_kind.get("audio", {}).get("playing"))
-            for probe in self.probes.values():
-                for event in probe.drain_events():
-                    self.emit("event", event_fields(event))
+            self._emit_probe_events()
             return self._queue_due(by_kind, force)
 
     def _note_audio(self, playing: bool | None) -> None:
@@ -251,7 +250,18 @@ class Agent(CommandHost):
             except Exception:  # one bad poll must not end reporting
                 log.exception("poll failed")
             wait = min(self.config.poll_s, self.policy.next_heartbeat_in(self.clock.mono_s()))
-            await asyncio.sleep(max(0.05, wait))
+            loop = asyncio.get_running_loop()
+            end = loop.time() + max(0.05, wait)
+            # Events go out at once, not at the next poll: a dead-air edge the audio probe
+            # found between polls is sent within EVENT_CHECK_S.
+            while (left := end - loop.time()) > 0:
+                await asyncio.sleep(min(EVENT_CHECK_S, left))
+                self._emit_probe_events()
+
+    def _emit_probe_events(self) -> None:
+        for probe in self.probes.values():
+            for event in probe.drain_events():
+                self.emit("event", event_fields(event))
 
     async def _on_command(self, data: bytes) -> None:
         # A test tone takes seconds: run commands beside the receive loop, one at a time, in order.
