@@ -17,6 +17,7 @@ import pytest
 
 from backend.influx import InfluxClient, line
 from backend.rollups import RAW_RP, ROLLUP_1H_RP, ROLLUP_1M_RP, backfill, ensure_retention_and_rollups
+from dashboards import querytools
 from dashboards.build import render
 
 HOUR_MS = 3_600_000
@@ -264,11 +265,6 @@ async def district(influx_db: Any) -> AsyncIterator[tuple[InfluxClient, int]]:
 # --- Grafana's macros -----------------------------------------------------------------------
 
 
-def _regex_escape(value: str) -> str:
-    # As Grafana escapes variable values for InfluxDB regexes.
-    return re.sub(r"([\\^$.|?*+()\[\]{}/-])", r"\\\1", value)
-
-
 def grafana_values() -> dict[str, list[str]]:
     """Values the template variables take: every commune, hamlet, kind and device."""
     return {
@@ -280,23 +276,11 @@ def grafana_values() -> dict[str, list[str]]:
 
 
 def substitute(query: str, now_ms: int, rp: str) -> str:
-    """Replace Grafana's macros and variables as its InfluxDB data source does."""
-    start = now_ms - 3 * HOUR_MS
-    query = query.replace("$timeFilter", f"time >= {start}ms and time <= {now_ms}ms")
-    query = query.replace("$__interval_ms", "60000").replace("$__interval", "1m")
-    for name, values in grafana_values().items():
-        query = query.replace(f"${name}", "(" + "|".join(_regex_escape(v) for v in values) + ")")
-    query = query.replace("$rp", rp)
-    if "$" in re.sub(r"\$/", "", query):
-        raise AssertionError(f"unsubstituted macro in {query}")
-    return query
+    """Replace Grafana's macros and variables as its InfluxDB data source does (last 3 hours)."""
+    return querytools.substitute(query, grafana_values(), start_ms=now_ms - 3 * HOUR_MS, end_ms=now_ms, rp=rp)
 
 
-def panel_queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
-    """(panel title, refId, InfluxQL) of every target of every panel."""
-    for panel in dashboard["panels"]:
-        for target in panel.get("targets", []):
-            yield panel["title"], target["refId"], target["query"]
+panel_queries = querytools.panel_queries
 
 
 CHECKED: list[tuple[str, int, list[str]]] = []
