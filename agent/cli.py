@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -70,6 +71,14 @@ async def run(config: AgentConfig) -> int:
     )
     await agent.run(stop)
     log.info("stopped cleanly")
+    stuck = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+    if stuck:
+        # The queue is closed and the marker written: nothing is left to lose. asyncio.run
+        # would wait without limit for these to finish cancelling (a library that swallows
+        # cancellation), so leave now rather than hang under systemd's stop timeout.
+        log.warning("leaving %d task(s) that did not stop: %s", len(stuck), [t.get_name() for t in stuck])
+        logging.shutdown()
+        os._exit(EXIT_OK)
     return EXIT_OK
 
 

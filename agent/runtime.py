@@ -9,13 +9,12 @@ through the durable queue; the MQTT session drains it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import platform
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,21 @@ def read_boot_id(path: str = BOOT_ID_PATH) -> str:
         return Path(path).read_text(encoding="ascii").strip()[:64] or _random_boot_id()
     except OSError:
         return _random_boot_id()
+
+
+async def _bounded(what: str, step: Awaitable[Any], timeout_s: float) -> None:
+    """Await ``step`` for at most ``timeout_s``; a step still running is cancelled and left.
+
+    Unlike ``asyncio.wait_for`` (3.11), this never waits for a cancelled step to finish.
+    """
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        task.cancel()
+        log.warning("shutdown: %s did not finish within %.0f s; going on", what, timeout_s)
+        return
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("shutdown: %s failed: %r", what, task.exception())
 
 
 def _wall(config: AgentConfig) -> Callable[[], float]:
@@ -289,12 +303,11 @@ class Agent(CommandHost):
         for task in list(self._tasks):
             task.cancel()
         self.write_clean_shutdown()
-        await self.session.stop()
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(session, timeout=5.0)
-        for probe in self.probes.values():
-            with contextlib.suppress(Exception):
-                await probe.close()
+        # Every step is bounded: a stop must never hang on a broker, a library or a device.
+        await _bounded("MQTT flush and clean death", self.session.stop(), 8.0)
+        await _bounded("MQTT session", session, 5.0)
+        for name, probe in self.probes.items():
+            await _bounded(f"probe {name} close", probe.close(), 2.0)
         self.queue.close()
 
     def write_clean_shutdown(self) -> None:

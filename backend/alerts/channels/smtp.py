@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -10,6 +11,8 @@ from email.message import EmailMessage
 from backend.alerts.channels import DeliveryError
 from backend.alerts.messages import Notice
 from backend.registry import Technician
+
+_POLICY = email.policy.default.clone(max_line_length=998)
 
 __all__ = ["SmtpChannel"]
 
@@ -54,7 +57,9 @@ class SmtpChannel:
 
     async def send(self, technician: Technician, notice: Notice) -> None:
         """Send the e-mail; SMTP and socket errors become DeliveryError."""
-        message = EmailMessage()
+        # A long line limit: CPython 3.11 folds a long Vietnamese subject into encoded words
+        # and loses the space between them ('khuếchđại') at the default 78 columns.
+        message = EmailMessage(policy=_POLICY)
         message["From"] = self.sender
         message["To"] = str(technician.email)
         message["Subject"] = notice.subject
