@@ -27,11 +27,14 @@ from hil_tests.faults.agent import AgentUnavailable, agent_command
 from hil_tests.faults.disk import DiskFaultUnavailable, tiny_filesystem
 from hil_tests.faults.proxy import TcpProxy
 from hil_tests.rig import Rig
+from hil_tests.scenarios import District, open_district
 from hil_tests.simulators.board import Board
 from hil_tests.simulators.speaker_cluster import SpeakerCluster
+from tests.services_fixtures import InfluxDatabase
 
 __all__ = [
     "board",
+    "district",
     "mqtt_capture",
     "require_agent",
     "rig",
@@ -110,3 +113,15 @@ def tiny_disk(tmp_path: Path) -> Iterator[Callable[..., Path]]:
                 pytest.skip(str(exc))
 
         yield mount
+
+
+@pytest.fixture
+def district(
+    tmp_path: Path,
+    influx_db: InfluxDatabase,
+    fresh_mosquitto: Callable[..., LocalMosquitto],
+    require_agent: None,
+) -> Iterator[District]:
+    """A scenario's district: its own broker, the session InfluxDB, backend, mail and webhook inboxes."""
+    with open_district(tmp_path, influx_db, fresh_mosquitto) as opened:
+        yield opened

@@ -4,31 +4,16 @@ district LED board loses its provincial source sync. Real agent and backend proc
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-from backend.localservices import LocalMosquitto
 from hil_tests.rig import RigDevice
-from hil_tests.scenarios import District, detection_switch, eventually, local_window, open_district
-from tests.services_fixtures import InfluxDatabase
+from hil_tests.scenarios import District, detection_switch, eventually, local_window
 
 pytestmark = pytest.mark.hil
 
 # The district's board_dark delay, 120 s by default, scaled down.
 DARK_FOR_S = 3.0
-
-
-@pytest.fixture
-def district(
-    tmp_path: Path,
-    influx_db: InfluxDatabase,
-    fresh_mosquitto: Callable[..., LocalMosquitto],
-    require_agent: None,
-) -> Iterator[District]:
-    with open_district(tmp_path, influx_db, fresh_mosquitto) as opened:
-        yield opened
 
 
 def _dark_eboard(

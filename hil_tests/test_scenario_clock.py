@@ -11,12 +11,9 @@ their age (``placed = "received"``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-from backend.localservices import LocalMosquitto
 from hil_tests.rig import RigDevice
 from hil_tests.scenarios import (
     DetectionMissed,
@@ -24,9 +21,7 @@ from hil_tests.scenarios import (
     at_least,
     detection_switch,
     eventually,
-    open_district,
 )
-from tests.services_fixtures import InfluxDatabase
 
 pytestmark = pytest.mark.hil
 
@@ -34,17 +29,6 @@ DAY_S = 86_400
 READINGS = 4
 # Receive-time placement is off by network and queueing delay only: seconds on localhost.
 PLACEMENT_TOLERANCE_S = 5.0
-
-
-@pytest.fixture
-def district(
-    tmp_path: Path,
-    influx_db: InfluxDatabase,
-    fresh_mosquitto: Callable[..., LocalMosquitto],
-    require_agent: None,
-) -> Iterator[District]:
-    with open_district(tmp_path, influx_db, fresh_mosquitto) as opened:
-        yield opened
 
 
 def _placed_now(district: District, device: RigDevice, *, clock_ok: bool, offset_s: float) -> None:

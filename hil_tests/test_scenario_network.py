@@ -9,12 +9,10 @@ shrinks from the minutes a district would choose to a few seconds.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from backend.localservices import LocalMosquitto
 from hil_tests.audit import AuditResult, CapturedMessage
 from hil_tests.rig import RigDevice
 from hil_tests.scenarios import (
@@ -23,9 +21,7 @@ from hil_tests.scenarios import (
     at_least,
     detection_switch,
     eventually,
-    open_district,
 )
-from tests.services_fixtures import InfluxDatabase
 
 pytestmark = pytest.mark.hil
 
@@ -35,17 +31,6 @@ FLAPS = 10
 FLAP_CUT_S = 0.6
 # Longer than any flap (the cut plus the agent's reconnect backoff, at most ~2.5 s).
 FLAP_OFFLINE_FOR_S = 5.0
-
-
-@pytest.fixture
-def district(
-    tmp_path: Path,
-    influx_db: InfluxDatabase,
-    fresh_mosquitto: Callable[..., LocalMosquitto],
-    require_agent: None,
-) -> Iterator[District]:
-    with open_district(tmp_path, influx_db, fresh_mosquitto) as opened:
-        yield opened
 
 
 def _settled_audit(district: District, device: RigDevice, timeout: float = 20.0) -> AuditResult:

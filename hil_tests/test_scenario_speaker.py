@@ -4,36 +4,21 @@ carries garbage. Real agent and backend processes, real broker, InfluxDB, e-mail
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from backend.alerts.channels.smtp import SmtpChannel
 from backend.alerts.messages import Notice
-from backend.localservices import LocalMosquitto
 from backend.registry import Technician
 from hil_tests.faults import bulletin_window_now, line_noise
 from hil_tests.rig import FAST_POWER_METER
-from hil_tests.scenarios import DetectionMissed, District, detection_switch, eventually, open_district
+from hil_tests.scenarios import DetectionMissed, District, detection_switch, eventually
 from tests.alert_receivers import SmtpInbox
-from tests.services_fixtures import InfluxDatabase
 
 pytestmark = pytest.mark.hil
 
 # The district's amp_idle delay, 30 s by default, scaled down like every interval here.
 AMP_IDLE_FOR_S = 3.0
-
-
-@pytest.fixture
-def district(
-    tmp_path: Path,
-    influx_db: InfluxDatabase,
-    fresh_mosquitto: Callable[..., LocalMosquitto],
-    require_agent: None,
-) -> Iterator[District]:
-    with open_district(tmp_path, influx_db, fresh_mosquitto) as opened:
-        yield opened
 
 
 @pytest.mark.parametrize(

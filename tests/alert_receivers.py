@@ -2,55 +2,18 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from hil_tests.demo.receivers import SmtpServer
 
-from backend.localservices import free_port
-
-
-class _Inbox:
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        content = envelope.original_content or b""
-        with self.lock:
-            message = email.message_from_bytes(content, policy=email.policy.default)
-            assert isinstance(message, EmailMessage)
-            self.messages.append(message)
-        return "250 Message accepted"
-
-
-class SmtpInbox:
-    """An aiosmtpd server on a free port that keeps every message."""
-
-    def __init__(self) -> None:
-        self._inbox = _Inbox()
-        self.port = free_port()
-        self._controller = Controller(self._inbox, hostname="127.0.0.1", port=self.port)
-
-    @property
-    def messages(self) -> list[EmailMessage]:
-        with self._inbox.lock:
-            return list(self._inbox.messages)
-
-    def start(self) -> None:
-        self._controller.start()
-
-    def stop(self) -> None:
-        self._controller.stop()
+# One SMTP receiver for the tests and the demo: the demo's (hil_tests is installed, tests is not).
+SmtpInbox = SmtpServer
 
 
 @dataclass
