@@ -369,3 +369,27 @@ def test_cli_reports_user_errors_in_one_line(tmp_path: Path) -> None:
     bad_port = _tincoso("services", "up", "--dir", str(tmp_path), "--mqtt-port", "loa")
     assert bad_port.returncode == 1
     assert "port must be a number, got 'loa'" in bad_port.stderr
+
+
+def test_an_auto_picked_port_taken_at_the_last_moment_is_replaced(tmp_path: Path) -> None:
+    broker = LocalMosquitto(tmp_path)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", broker.port))
+    taken.listen()
+    first_port = broker.port
+    claims = []
+
+    def claim_without_checking_once() -> None:
+        # The race: the port looked free when picked, someone else bound it before mosquitto.
+        claims.append(broker.port)
+        if len(claims) > 1:
+            type(broker)._claim_ports(broker)
+
+    broker._claim_ports = claim_without_checking_once  # type: ignore[method-assign]
+    try:
+        broker.start()
+        assert broker.port != first_port
+        assert broker.answers()
+    finally:
+        broker.stop()
+        taken.close()

@@ -42,6 +42,9 @@ def free_port() -> int:
         return port
 
 
+_START_ATTEMPTS = 3
+
+
 def port_is_free(port: int) -> bool:
     """Tell whether a TCP port on 127.0.0.1 can be bound now.
 
@@ -225,10 +228,20 @@ class LocalService(abc.ABC):
         if self.running:
             return
         binary = self.resolve_binary()
-        self._claim_ports()
-        self._write_config()
-        self._launch(binary, detach=detach)
-        self._wait_until_answering()
+        for attempt in range(_START_ATTEMPTS):
+            self._claim_ports()
+            self._write_config()
+            self._launch(binary, detach=detach)
+            try:
+                self._wait_until_answering()
+                break
+            except ServiceError as exc:
+                # Another process may bind an auto-picked port between our check and the
+                # service's own bind: pick another and try again.
+                lost_race = self._auto_port and "already in use" in str(exc).lower()
+                if not lost_race or attempt == _START_ATTEMPTS - 1:
+                    raise
+                self._repick_ports()
         self._auto_port = False
         self._after_start()
 
