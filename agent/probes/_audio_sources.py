@@ -77,8 +77,9 @@ class TcpSource(PcmSource):
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+            # wait_closed() can wait for ever on a peer that never answers the close.
+            with contextlib.suppress(OSError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), 2.0)
 
 
 class ArecordSource(PcmSource):
