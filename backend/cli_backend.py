@@ -16,7 +16,6 @@ import sys
 
 from backend.cli import EXIT_OK, CliError, Subparsers
 from backend.config import BackendConfig, ConfigError, load_config
-from backend.influx import InfluxClient
 from backend.ingest import IngestService
 from backend.monitor.config import MonitorConfig
 from backend.monitor.service import run_monitor
@@ -87,15 +86,7 @@ async def _run(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    influx = InfluxClient(
-        config.influx.url,
-        config.influx.database,
-        username=config.influx.username,
-        password=config.influx.password,
-        retention_policy=config.influx.retention_policy,
-        timeout=config.influx.timeout_s,
-        gzip_writes=config.influx.gzip,
-    )
+    influx = config.influx.client()
     try:
         async with asyncio.TaskGroup() as group:
             if role in ("all", "ingest"):

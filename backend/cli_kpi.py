@@ -100,13 +100,7 @@ def report_kpi(args: argparse.Namespace) -> int:
         defs = load_definitions(args.definitions)
     except (RegistryError, DefinitionsError) as exc:
         raise CliError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-    influx = InfluxClient(
-        settings.url,
-        settings.database,
-        username=settings.username,
-        password=settings.password,
-        timeout=settings.timeout_s,
-    )
+    influx = settings.client()
     try:
         report = asyncio.run(_compute(args, period, registry, defs, influx))
     except InfluxError as exc:

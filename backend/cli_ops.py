@@ -23,7 +23,7 @@ from rich.table import Table
 from backend.alerts.messages import FAULT_TEXT
 from backend.cli import EXIT_OK, CliError, Subparsers
 from backend.config import BackendConfig, ConfigError, load_config
-from backend.influx import InfluxClient, InfluxError, rows
+from backend.influx import InfluxError, rows
 from backend.maintenance import FILE_NAME, MaintenanceError, MaintenanceStore
 from backend.monitor.config import MonitorConfig
 from backend.registry import DEVICE_KINDS, LOCAL_TZ, Registry, RegistryError, load_registry
@@ -139,10 +139,7 @@ def _local(ts: float | None) -> str:
 
 
 async def _query(config: BackendConfig, *statements: str) -> list[list[dict[str, Any]]]:
-    s = config.influx
-    async with InfluxClient(
-        s.url, s.database, username=s.username, password=s.password, timeout=s.timeout_s
-    ) as db:
+    async with config.influx.client() as db:
         try:
             return [rows(series) for series in await db.query_all(";".join(statements))]
         except InfluxError as exc:

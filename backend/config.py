@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from backend.influx import InfluxClient
 from backend.rollups import RetentionConfig
 
 __all__ = [
@@ -107,6 +108,18 @@ class InfluxSettings:
     raw_days: int = 400
     rollup_1m_days: int = 1100
     rollup_1h_days: int = 0
+
+    def client(self) -> InfluxClient:
+        """An InfluxDB client with these settings (the caller closes it)."""
+        return InfluxClient(
+            self.url,
+            self.database,
+            username=self.username,
+            password=self.password,
+            retention_policy=self.retention_policy,
+            timeout=self.timeout_s,
+            gzip_writes=self.gzip,
+        )
 
     def retention(self) -> RetentionConfig | None:
         """Retention policies and rollups to keep up to date, or None to leave the database alone."""

@@ -24,7 +24,6 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from backend.config import BackendConfig, mask
-from backend.influx import InfluxClient
 from backend.ingest.placement import ClockPlacer
 from backend.ingest.points import DeviceDirectory, MessageRejected, message_lines, quarantine_line
 from backend.ingest.stats import IngestStats, InvalidInputLog
@@ -75,15 +74,7 @@ class IngestService:
         spool = await asyncio.to_thread(Spool, cfg.spool.dir, segment_bytes=cfg.spool.segment_bytes)
         self._spool = spool
         self._load_anchors()
-        influx = InfluxClient(
-            cfg.influx.url,
-            cfg.influx.database,
-            username=cfg.influx.username,
-            password=cfg.influx.password,
-            retention_policy=cfg.influx.retention_policy,
-            timeout=cfg.influx.timeout_s,
-            gzip_writes=cfg.influx.gzip,
-        )
+        influx = cfg.influx.client()
         writer = DurableWriter(
             influx,
             spool,
