@@ -214,7 +214,8 @@ def load(path: str | Path) -> AgentConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+        reason = exc.strerror or exc
+        raise ConfigError(f"cannot read config {path}: {reason} (examples: agent/examples/*.toml)") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config {path} is not UTF-8") from None
     try:

@@ -241,7 +241,8 @@ def load_config(path: str | os.PathLike[str]) -> BackendConfig:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        example = "start from backend/examples/backend.toml"
+        raise ConfigError(f"config file {path} does not exist ({example})") from None
     except (OSError, UnicodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
