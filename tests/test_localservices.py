@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,6 +24,8 @@ from backend.localservices import (
     LocalMosquitto,
     LocalServices,
     ServiceError,
+    ephemeral_port_range,
+    port_is_free,
     read_state,
 )
 
@@ -393,3 +396,34 @@ def test_an_auto_picked_port_taken_at_the_last_moment_is_replaced(tmp_path: Path
     finally:
         broker.stop()
         taken.close()
+
+
+def test_auto_picked_ports_stay_out_of_the_range_outgoing_connections_use(tmp_path: Path) -> None:
+    # A client retrying a stopped service (ingest while InfluxDB is down for a minute) gets
+    # local ports from the kernel's ephemeral range and can even connect to itself there;
+    # a service port from that range may then be taken when the service restarts on it.
+    low, high = ephemeral_port_range()
+    services = [LocalMosquitto(tmp_path / str(n)) for n in range(20)]
+    services += [LocalInflux(tmp_path / f"i{n}") for n in range(20)]
+    ports = [service.port for service in services]
+    ports += [service.rpc_port for service in services if isinstance(service, LocalInflux)]
+    assert all(not low <= port <= high for port in ports), sorted(ports)
+    assert all(port_is_free(port) for port in ports)
+
+
+def test_fixed_port_held_briefly_after_stop_is_waited_for_on_restart(tmp_path: Path) -> None:
+    broker = LocalMosquitto(tmp_path)
+    broker.start()
+    try:
+        broker.stop()
+        holder = socket.socket()
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", broker.port))
+        holder.listen()
+        release = threading.Timer(1.0, holder.close)
+        release.start()
+        broker.start()
+        assert broker.answers()
+        release.join()
+    finally:
+        broker.stop()

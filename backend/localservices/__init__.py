@@ -11,6 +11,7 @@ from __future__ import annotations
 from backend.localservices._process import (
     LocalService,
     ServiceError,
+    ephemeral_port_range,
     free_port,
     port_is_free,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "LocalServices",
     "ServiceError",
     "ServiceStatus",
+    "ephemeral_port_range",
     "free_port",
     "port_is_free",
     "read_state",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -30,16 +31,48 @@ class ServiceError(RuntimeError):
     """A local service could not be found, started, stopped or queried."""
 
 
+# Where free_port looks when the kernel's ephemeral range is unknown or leaves no room.
+_PICK_FLOOR = 20000
+_DEFAULT_EPHEMERAL = (32768, 60999)
+_PICK_TRIES = 200
+_BUSY_WAIT_S = 5.0
+_random = random.Random()
+
+
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (``ip_local_port_range``).
+
+    Returns:
+        (lowest, highest), or Linux's default when the file cannot be read.
+    """
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return _DEFAULT_EPHEMERAL
+
+
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now (the kernel picks it).
+    """Return a TCP port on 127.0.0.1 that is free right now.
+
+    The port is picked below the kernel's ephemeral range. A port from that range (what
+    binding to port 0 gives) can be taken by any outgoing connection while its service is
+    stopped: a client retrying ``127.0.0.1:<port>`` can even connect to itself (TCP
+    simultaneous open), so a service restarted on "its" port finds the port in use.
 
     Returns:
         The port number.
     """
+    low, _ = ephemeral_port_range()
+    if low - _PICK_FLOOR >= 1000:
+        for _ in range(_PICK_TRIES):
+            port = _random.randrange(_PICK_FLOOR, low)
+            if port_is_free(port):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        picked: int = sock.getsockname()[1]
+        return picked
 
 
 _START_ATTEMPTS = 3
@@ -285,7 +318,7 @@ class LocalService(abc.ABC):
 
     def _claim_ports(self) -> None:
         for _ in range(5):
-            busy = [port for port in self._ports() if not port_is_free(port)]
+            busy = self._busy_ports()
             if not busy:
                 return
             if not self._auto_port:
@@ -293,6 +326,15 @@ class LocalService(abc.ABC):
                 raise ServiceError(f"{self.name} cannot start: port {ports} on {HOST} is already in use")
             self._repick_ports()
         raise ServiceError(f"{self.name} cannot start: found no free port on {HOST}")
+
+    def _busy_ports(self) -> list[int]:
+        """Ports still taken after a short wait (a restart may find its own old socket)."""
+        deadline = time.monotonic() + (0.0 if self._auto_port else _BUSY_WAIT_S)
+        while True:
+            busy = [port for port in self._ports() if not port_is_free(port)]
+            if not busy or time.monotonic() >= deadline:
+                return busy
+            time.sleep(_POLL_INTERVAL_S * 4)
 
     def _launch(self, binary: Path, *, detach: bool) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
