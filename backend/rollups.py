@@ -67,6 +67,14 @@ ROLLUP_1D_RP = "rollup_1d"
 CQ_PREFIX = "tincoso_"
 # GROUP BY time(1d, VN_DAY_OFFSET) starts days at 00:00 UTC+7 (Vietnam has no daylight saving).
 VN_DAY_OFFSET = "-7h"
+# Daily points are sparse (365 a year per series), so rollup_1d keeps a year per shard
+# group instead of InfluxDB's week: a 30-day query over 10,000 devices opens 10,000 series
+# in one or two shards, not five (about 4 times faster, docs/benchmarks.md section 5).
+# A shard group is dropped when all of it has expired, so points may outlive a finite
+# retention by up to this long; a retention shorter than this uses InfluxDB's default.
+DAILY_SHARD = "52w"
+_DAILY_SHARD_SHOWN = "8736h0m0s"
+_DAILY_SHARD_MIN_DAYS = 52 * 7
 
 # Audio counts as really sounding above this RMS: the agent's dead-air threshold and the
 # KPI report's default (backend/kpi), so dashboards and the report agree.
@@ -298,6 +306,19 @@ def _shown_duration(days: int | None) -> str:
     return "0s" if days is None else f"{days * 24}h0m0s"
 
 
+def _shard_duration(rp: str, days: int | None) -> str | None:
+    """The SHARD DURATION tincoso sets on ``rp`` ("0s": InfluxDB's default), None to leave it."""
+    if rp != ROLLUP_1D_RP:
+        return None
+    return DAILY_SHARD if days is None or days > _DAILY_SHARD_MIN_DAYS else "0s"
+
+
+def _shard_differs(wanted: str | None, shown: str) -> bool:
+    if wanted is None:
+        return False
+    return (shown == _DAILY_SHARD_SHOWN) != (wanted == DAILY_SHARD)
+
+
 async def _has_points(influx: InfluxClient) -> bool:
     return bool(await influx.query("SHOW MEASUREMENTS LIMIT 1"))
 
@@ -306,14 +327,17 @@ async def _ensure_policies(influx: InfluxClient, config: RetentionConfig) -> Non
     db = influx.database
     shown = await influx.query(f'SHOW RETENTION POLICIES ON "{db}"')
     existing: dict[str, tuple[str, bool]] = {}
+    shards: dict[str, str] = {}
     for series in shown:
         columns = series["columns"]
         for values in series.get("values", []):
             row = dict(zip(columns, values, strict=True))
             existing[row["name"]] = (row["duration"], bool(row["default"]))
+            shards[row["name"]] = row["shardGroupDuration"]
     for rp, days in config.policies().items():
         default = rp == RAW_RP
-        suffix = " DEFAULT" if default else ""
+        shard = _shard_duration(rp, days)
+        suffix = (f" SHARD DURATION {shard}" if shard else "") + (" DEFAULT" if default else "")
         if rp not in existing:
             if default and await _has_points(influx):
                 log.warning(
@@ -325,7 +349,10 @@ async def _ensure_policies(influx: InfluxClient, config: RetentionConfig) -> Non
             await influx.query(
                 f'CREATE RETENTION POLICY "{rp}" ON "{db}" DURATION {_duration(days)} REPLICATION 1{suffix}'
             )
-        elif existing[rp] != (_shown_duration(days), default or existing[rp][1]):
+        elif existing[rp] != (_shown_duration(days), default or existing[rp][1]) or _shard_differs(
+            shard, shards[rp]
+        ):
+            # A changed shard duration applies to shard groups created from now on.
             await influx.query(f'ALTER RETENTION POLICY "{rp}" ON "{db}" DURATION {_duration(days)}{suffix}')
 
 

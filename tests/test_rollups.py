@@ -35,6 +35,11 @@ async def _policies(influx: InfluxClient) -> dict[str, tuple[str, bool]]:
     return {row["name"]: (row["duration"], row["default"]) for row in shown}
 
 
+async def _shard_durations(influx: InfluxClient) -> dict[str, str]:
+    shown = rows(await influx.query(f'SHOW RETENTION POLICIES ON "{influx.database}"'))
+    return {row["name"]: row["shardGroupDuration"] for row in shown}
+
+
 async def _continuous_queries(influx: InfluxClient) -> dict[str, str]:
     shown = await influx.query("SHOW CONTINUOUS QUERIES")
     return {v[0]: v[1] for s in shown if s["name"] == influx.database for v in s.get("values", [])}
@@ -49,6 +54,14 @@ async def test_policies_and_continuous_queries_are_created_once(influx: InfluxCl
     assert policies["rollup_1m"] == ("26400h0m0s", False)
     assert policies["rollup_1h"] == ("0s", False)
     assert policies["rollup_1d"] == ("0s", False)
+    # A year per shard group for the sparse daily points; the other policies keep InfluxDB's.
+    shards = await _shard_durations(influx)
+    assert [shards[rp] for rp in ("raw", "rollup_1m", "rollup_1h", "rollup_1d")] == [
+        "168h0m0s",
+        "168h0m0s",
+        "168h0m0s",
+        "8736h0m0s",
+    ]
     assert await _continuous_queries(influx) == first
     assert sorted(first) == sorted(r.name for r in rollups())
     assert "GROUP BY time(1m), *" in first["tincoso_1m_audio"]
@@ -80,6 +93,14 @@ async def test_changed_retention_is_altered_and_stale_queries_replaced(influx: I
     assert policies["raw"] == ("720h0m0s", True)
     assert policies["rollup_1h"] == ("43800h0m0s", False)
     assert policies["rollup_1d"] == ("87600h0m0s", False)
+    assert (await _shard_durations(influx))["rollup_1d"] == "8736h0m0s"
+    # Kept less than a shard group's year: InfluxDB's default shard duration, and back.
+    await ensure_retention_and_rollups(influx, RetentionConfig(rollup_1d_days=90))
+    assert (await _policies(influx))["rollup_1d"] == ("2160h0m0s", False)
+    assert (await _shard_durations(influx))["rollup_1d"] == "24h0m0s"
+    await ensure_retention_and_rollups(influx)
+    assert (await _policies(influx))["rollup_1d"] == ("0s", False)
+    assert (await _shard_durations(influx))["rollup_1d"] == "8736h0m0s"
     queries = await _continuous_queries(influx)
     assert "tincoso_old" not in queries
     assert "samples" in queries["tincoso_1m_audio"]
