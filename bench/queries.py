@@ -17,7 +17,8 @@ Timed: every panel query of the generated fleet dashboard (``dashboards/generate
 Grafana's macros replaced by `dashboards.querytools`), and the 30-day availability per
 device (hours with heartbeats) from ``rollup_1d``, ``rollup_1h`` and ``raw``. Each query
 runs a few times; the median is reported. The two rollup answers are compared device by
-device.
+device. The daily points are also written to a policy with InfluxDB's default one-week
+shard groups (``rollup_1d`` keeps a year per shard group) to time the same query there.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ DB = "tincoso"
 HAMLETS = 40
 VN_OFFSET_MS = 7 * HOUR_MS
 MISS_EVERY = 50  # a device misses 1 hour in 50
+WEEKLY_SHARDS_RP = "rollup_1d_weekly_shards"
 
 
 def vn_midnight(ms: int) -> int:
@@ -196,11 +198,17 @@ async def load(url: str, devices: int, days: int, now_ms: int) -> dict[str, int]
             for row in series.get("values", []):
                 if series.get("name") == DB:
                     await client.query(f'DROP CONTINUOUS QUERY "{row[0]}" ON "{DB}"')
+        await client.query(
+            f'CREATE RETENTION POLICY "{WEEKLY_SHARDS_RP}" ON "{DB}" DURATION INF REPLICATION 1'
+        )
     return {
         "fleet": await _write(url, fleet_points(devices, now_ms), RAW_RP),
         "raw_heartbeat": await _write(url, raw_points(devices, now_ms), RAW_RP),
         "rollup_1h_heartbeat": await _write(url, rollup_points(devices, days, now_ms), ROLLUP_1H_RP),
         "rollup_1d_heartbeat": await _write(url, daily_points(devices, days, now_ms), ROLLUP_1D_RP),
+        "rollup_1d_weekly_shards_heartbeat": await _write(
+            url, daily_points(devices, days, now_ms), WEEKLY_SHARDS_RP
+        ),
         # Written last, stamped when the load ends, so they are recent when the timing starts.
         "audio": await _write(url, recent_audio(devices, int(time.time() * 1000)), RAW_RP),
     }
@@ -230,7 +238,7 @@ def availability(rp: str, days: int, now_ms: int) -> str:
         return (
             f'SELECT count("samples") AS "hours" FROM "{rp}"."heartbeat" WHERE {days_range} GROUP BY "device"'
         )
-    if rp == ROLLUP_1D_RP:
+    if rp in (ROLLUP_1D_RP, WEEKLY_SHARDS_RP):
         return f'SELECT sum("hours") AS "hours" FROM "{rp}"."heartbeat" WHERE {days_range} GROUP BY "device"'
     return (
         f'SELECT count("uptime_s") AS "heartbeats" FROM "{rp}"."heartbeat" '
@@ -268,6 +276,7 @@ def run(quick: bool) -> dict[str, Any]:
             panels.append({"panel": title, "ref": ref, "seconds": round(seconds, 4), "rows": answer_rows})
         results["fleet_overview"] = panels
         daily_s, daily_rows = timed(influx.url, availability(ROLLUP_1D_RP, days, now_ms), repeats)
+        weekly_s, weekly_rows = timed(influx.url, availability(WEEKLY_SHARDS_RP, days, now_ms), repeats)
         rolled_s, rolled_rows = timed(influx.url, availability(ROLLUP_1H_RP, days, now_ms), repeats)
         raw_hour_s, raw_rows = timed(influx.url, availability(RAW_RP, days, now_ms), repeats)
         from_daily = hours_per_device(influx.url, availability(ROLLUP_1D_RP, days, now_ms))
@@ -283,6 +292,8 @@ def run(quick: bool) -> dict[str, Any]:
         "rollup_1d_s": round(daily_s, 3),
         "rollup_1d_rows": daily_rows,
         "rollup_1d_equals_rollup_1h": from_daily == from_hourly and len(from_daily) == devices,
+        "rollup_1d_weekly_shards_s": round(weekly_s, 3),
+        "rollup_1d_weekly_shards_rows": weekly_rows,
         "rollup_1h_s": round(rolled_s, 3),
         "rollup_1h_rows": rolled_rows,
         "raw_one_hour_s": round(raw_hour_s, 3),
@@ -295,6 +306,12 @@ def run(quick: bool) -> dict[str, Any]:
         [f"fleet overview: all {len(panels)} panel queries (sum)", "raw (latest state)", total, "-"],
         [f"fleet overview: slowest ({slowest['panel']} {slowest['ref']})", "raw", slowest["seconds"], "-"],
         ["30-day availability per device", "rollup_1d", daily_s, f"{daily_rows:,} devices"],
+        [
+            "30-day availability per device",
+            "rollup_1d, 1-week shard groups",
+            weekly_s,
+            f"{weekly_rows:,} devices",
+        ],
         ["30-day availability per device", "rollup_1h", rolled_s, f"{rolled_rows:,} devices"],
         ["30-day availability per device", "raw, 1 hour measured", raw_hour_s, f"{raw_rows:,} rows"],
         ["30-day availability per device", "raw, 30 days (× 720, extrapolated)", raw_hour_s * days * 24, "-"],
