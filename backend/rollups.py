@@ -69,7 +69,7 @@ CQ_PREFIX = "tincoso_"
 VN_DAY_OFFSET = "-7h"
 # Daily points are sparse (365 a year per series), so rollup_1d keeps a year per shard
 # group instead of InfluxDB's week: a 30-day query over 10,000 devices opens 10,000 series
-# in one or two shards, not five (about 4 times faster, docs/benchmarks.md section 5).
+# in one or two shards, not five (1.5-2 times faster: docs/benchmarks.md section 5).
 # A shard group is dropped when all of it has expired, so points may outlive a finite
 # retention by up to this long; a retention shorter than this uses InfluxDB's default.
 DAILY_SHARD = "52w"
