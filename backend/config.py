@@ -108,6 +108,7 @@ class InfluxSettings:
     raw_days: int = 400
     rollup_1m_days: int = 1100
     rollup_1h_days: int = 0
+    rollup_1d_days: int = 0
 
     def client(self) -> InfluxClient:
         """An InfluxDB client with these settings (the caller closes it)."""
@@ -129,10 +130,11 @@ class InfluxSettings:
             raw_days=self.raw_days or None,
             rollup_1m_days=self.rollup_1m_days or None,
             rollup_1h_days=self.rollup_1h_days or None,
+            rollup_1d_days=self.rollup_1d_days or None,
         )
 
     def _check(self) -> None:
-        for name in ("raw_days", "rollup_1m_days", "rollup_1h_days"):
+        for name in ("raw_days", "rollup_1m_days", "rollup_1h_days", "rollup_1d_days"):
             if getattr(self, name) < 0:
                 raise ConfigError(
                     f"influx.{name} must be >= 0 (0 keeps points forever), got {getattr(self, name)}"

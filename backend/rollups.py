@@ -2,24 +2,33 @@
 
 Raw points live in the default policy ``raw`` (400 days: a reporting year plus margin, so
 the annual KPI report reads raw data). Continuous queries summarise them every minute into
-``rollup_1m`` (3 years) and those minutes every hour into ``rollup_1h`` (kept forever), so
-30- and 365-day panels read thousands of points, not millions. Created idempotently by
+``rollup_1m`` (3 years), those minutes every hour into ``rollup_1h`` (kept forever) and
+those hours every day into ``rollup_1d`` (kept forever), so 30- and 365-day panels read
+thousands of points, not millions. Days are Vietnam days (00:00-24:00 UTC+7, the days of
+the KPI report and of the dashboards' per-day panels): a daily point is stamped at 00:00
+local time (17:00 UTC the day before). Created idempotently by
 `ensure_retention_and_rollups` at backend start.
 
 What a rolled-up point holds, per measurement (tags are kept by ``GROUP BY *``):
 
 - each numeric field under its own name, aggregated as `ROLLUP_FIELDS` says (``mean``
   for levels, ``max`` for peaks, ages and counters), so a panel's ``mean("temp_c")`` or
-  ``max("peak_dbfs")`` reads the same on ``raw``, ``rollup_1m`` and ``rollup_1h``;
+  ``max("peak_dbfs")`` reads the same on ``raw`` and every rollup (a level's ``mean`` is
+  the mean of the level below's means, so it equals the raw mean when readings are evenly
+  spread);
 - for ``mean`` fields also ``<field>_max`` and ``<field>_min``;
 - ``samples``: how many raw readings the point summarises;
+- on ``rollup_1d`` only, ``hours``: how many hours of the day had at least one reading
+  (the count of ``rollup_1h`` points), for availability per day;
 - conditional sums (`CONDITIONAL_FIELDS`), because InfluxQL cannot aggregate booleans:
   seconds of audio that played / really sounded / were silent while playing, and counts of
   display readings that were dark, blank, frozen or unlit.
 
 A continuous query only summarises the interval that just ended (plus its RESAMPLE
 window), so readings that arrive later (a batch replayed after an outage) need
-`backfill`, which runs the same SELECT ... INTO over a past range.
+`backfill`, which runs the same SELECT ... INTO over a past range. The daily level runs
+every hour over the current and the previous day, so today's point grows during the day
+and yesterday's takes in the last hour's summary after midnight.
 """
 
 from __future__ import annotations
@@ -34,11 +43,14 @@ __all__ = [
     "CONDITIONAL_FIELDS",
     "LEVELS",
     "RAW_RP",
+    "ROLLUP_1D_RP",
     "ROLLUP_1H_RP",
     "ROLLUP_1M_RP",
     "ROLLUP_FIELDS",
     "SOUNDED_WHERE",
     "SOUND_THRESHOLD_DBFS",
+    "VN_DAY_OFFSET",
+    "Level",
     "RetentionConfig",
     "Rollup",
     "backfill",
@@ -51,7 +63,18 @@ log = logging.getLogger(__name__)
 RAW_RP = "raw"
 ROLLUP_1M_RP = "rollup_1m"
 ROLLUP_1H_RP = "rollup_1h"
+ROLLUP_1D_RP = "rollup_1d"
 CQ_PREFIX = "tincoso_"
+# GROUP BY time(1d, VN_DAY_OFFSET) starts days at 00:00 UTC+7 (Vietnam has no daylight saving).
+VN_DAY_OFFSET = "-7h"
+# Daily points are sparse (365 a year per series), so rollup_1d keeps a year per shard
+# group instead of InfluxDB's week: a 30-day query over 10,000 devices opens 10,000 series
+# in one or two shards, not five (1.5-2 times faster: docs/benchmarks.md section 5).
+# A shard group is dropped when all of it has expired, so points may outlive a finite
+# retention by up to this long; a retention shorter than this uses InfluxDB's default.
+DAILY_SHARD = "52w"
+_DAILY_SHARD_SHOWN = "8736h0m0s"
+_DAILY_SHARD_MIN_DAYS = 52 * 7
 
 # Audio counts as really sounding above this RMS: the agent's dead-air threshold and the
 # KPI report's default (backend/kpi), so dashboards and the report agree.
@@ -104,10 +127,53 @@ CONDITIONAL_FIELDS: dict[str, tuple[tuple[str, str, str], ...]] = {
     ),
 }
 
-# level -> (source policy, target policy, GROUP BY interval, RESAMPLE FOR)
-LEVELS: dict[str, tuple[str, str, str, str]] = {
-    "1m": (RAW_RP, ROLLUP_1M_RP, "1m", "10m"),
-    "1h": (ROLLUP_1M_RP, ROLLUP_1H_RP, "1h", "2h"),
+_UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def _ms(duration: str) -> int:
+    """An InfluxQL duration of one unit (``1m``, ``2h``, ``-7h``) in milliseconds."""
+    return int(duration[:-1]) * _UNIT_MS[duration[-1]]
+
+
+@dataclass(frozen=True)
+class Level:
+    """One rollup level: which policy it summarises into which, and how often.
+
+    Args:
+        source: Policy read.
+        target: Policy written.
+        interval: ``GROUP BY time()`` interval.
+        offset: ``GROUP BY time()`` offset ("" for none): where intervals start.
+        resample_for: ``RESAMPLE FOR``: how far back each run recomputes.
+        resample_every: ``RESAMPLE EVERY`` (None: once per interval, when it ends).
+    """
+
+    source: str
+    target: str
+    interval: str
+    offset: str
+    resample_for: str
+    resample_every: str | None = None
+
+    @property
+    def group_by_time(self) -> str:
+        """The ``time(...)`` of the GROUP BY clause."""
+        return f"time({self.interval}, {self.offset})" if self.offset else f"time({self.interval})"
+
+    def align(self, start_ms: int, end_ms: int) -> tuple[int, int]:
+        """``[start_ms, end_ms)`` widened to whole intervals of this level."""
+        step, offset = _ms(self.interval), _ms(self.offset) if self.offset else 0
+        start = (start_ms - offset) // step * step + offset
+        end = -((offset - end_ms) // step) * step + offset
+        return start, end
+
+
+LEVELS: dict[str, Level] = {
+    "1m": Level(RAW_RP, ROLLUP_1M_RP, "1m", "", "10m"),
+    "1h": Level(ROLLUP_1M_RP, ROLLUP_1H_RP, "1h", "", "2h"),
+    # Every hour over today and yesterday: today's point is at most a couple of hours
+    # behind, and yesterday's last hour (rolled up just after midnight) is not missed.
+    "1d": Level(ROLLUP_1H_RP, ROLLUP_1D_RP, "1d", VN_DAY_OFFSET, "2d", "1h"),
 }
 
 
@@ -119,14 +185,16 @@ class RetentionConfig:
         raw_days: The default policy ``raw`` that ingest writes into.
         rollup_1m_days: One-minute summaries.
         rollup_1h_days: One-hour summaries.
+        rollup_1d_days: Daily summaries (Vietnam days).
     """
 
     raw_days: int | None = 400
     rollup_1m_days: int | None = 1100
     rollup_1h_days: int | None = None
+    rollup_1d_days: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("raw_days", "rollup_1m_days", "rollup_1h_days"):
+        for name in ("raw_days", "rollup_1m_days", "rollup_1h_days", "rollup_1d_days"):
             days = getattr(self, name)
             # InfluxDB refuses policies shorter than one hour; a day is the useful floor.
             if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 1):
@@ -136,7 +204,12 @@ class RetentionConfig:
 
     def policies(self) -> dict[str, int | None]:
         """Policy name -> days, the default (raw) first."""
-        return {RAW_RP: self.raw_days, ROLLUP_1M_RP: self.rollup_1m_days, ROLLUP_1H_RP: self.rollup_1h_days}
+        return {
+            RAW_RP: self.raw_days,
+            ROLLUP_1M_RP: self.rollup_1m_days,
+            ROLLUP_1H_RP: self.rollup_1h_days,
+            ROLLUP_1D_RP: self.rollup_1d_days,
+        }
 
 
 @dataclass(frozen=True)
@@ -151,22 +224,23 @@ class Rollup:
 
     def select(self, database: str, time_range: str | None = None) -> str:
         """The SELECT ... INTO statement, optionally limited to a time range (for backfill)."""
-        source_rp, target_rp, interval, _ = LEVELS[self.level]
+        level = LEVELS[self.level]
         where = [f"({self.condition})"] if self.condition else []
         if time_range:
             where.append(time_range)
         where_clause = f" WHERE {' AND '.join(where)}" if where else ""
         return (
-            f'SELECT {self.select_list} INTO "{database}"."{target_rp}"."{self.measurement}" '
-            f'FROM "{database}"."{source_rp}"."{self.measurement}"{where_clause} '
-            f"GROUP BY time({interval}), *"
+            f'SELECT {self.select_list} INTO "{database}"."{level.target}"."{self.measurement}" '
+            f'FROM "{database}"."{level.source}"."{self.measurement}"{where_clause} '
+            f"GROUP BY {level.group_by_time}, *"
         )
 
     def create_statement(self, database: str) -> str:
         """The ``CREATE CONTINUOUS QUERY`` statement."""
-        resample = LEVELS[self.level][3]
+        level = LEVELS[self.level]
+        every = f"EVERY {level.resample_every} " if level.resample_every else ""
         return (
-            f'CREATE CONTINUOUS QUERY "{self.name}" ON "{database}" RESAMPLE FOR {resample} '
+            f'CREATE CONTINUOUS QUERY "{self.name}" ON "{database}" RESAMPLE {every}FOR {level.resample_for} '
             f"BEGIN {self.select(database)} END"
         )
 
@@ -188,11 +262,13 @@ def _main_select(measurement: str, level: str) -> str:
         parts.append(f'count("{SAMPLE_FIELD[measurement]}") AS "samples"')
     else:
         parts.append('sum("samples") AS "samples"')
+    if level == "1d":
+        parts.append('count("samples") AS "hours"')
     return ", ".join(parts)
 
 
 def rollups() -> Iterator[Rollup]:
-    """Every continuous query tincoso wants, 1-minute ones first."""
+    """Every continuous query tincoso wants, level by level (1-minute ones first)."""
     for level in LEVELS:
         for measurement in ROLLUP_FIELDS:
             yield Rollup(
@@ -230,6 +306,19 @@ def _shown_duration(days: int | None) -> str:
     return "0s" if days is None else f"{days * 24}h0m0s"
 
 
+def _shard_duration(rp: str, days: int | None) -> str | None:
+    """The SHARD DURATION tincoso sets on ``rp`` ("0s": InfluxDB's default), None to leave it."""
+    if rp != ROLLUP_1D_RP:
+        return None
+    return DAILY_SHARD if days is None or days > _DAILY_SHARD_MIN_DAYS else "0s"
+
+
+def _shard_differs(wanted: str | None, shown: str) -> bool:
+    if wanted is None:
+        return False
+    return (shown == _DAILY_SHARD_SHOWN) != (wanted == DAILY_SHARD)
+
+
 async def _has_points(influx: InfluxClient) -> bool:
     return bool(await influx.query("SHOW MEASUREMENTS LIMIT 1"))
 
@@ -238,14 +327,17 @@ async def _ensure_policies(influx: InfluxClient, config: RetentionConfig) -> Non
     db = influx.database
     shown = await influx.query(f'SHOW RETENTION POLICIES ON "{db}"')
     existing: dict[str, tuple[str, bool]] = {}
+    shards: dict[str, str] = {}
     for series in shown:
         columns = series["columns"]
         for values in series.get("values", []):
             row = dict(zip(columns, values, strict=True))
             existing[row["name"]] = (row["duration"], bool(row["default"]))
+            shards[row["name"]] = row["shardGroupDuration"]
     for rp, days in config.policies().items():
         default = rp == RAW_RP
-        suffix = " DEFAULT" if default else ""
+        shard = _shard_duration(rp, days)
+        suffix = (f" SHARD DURATION {shard}" if shard else "") + (" DEFAULT" if default else "")
         if rp not in existing:
             if default and await _has_points(influx):
                 log.warning(
@@ -257,7 +349,10 @@ async def _ensure_policies(influx: InfluxClient, config: RetentionConfig) -> Non
             await influx.query(
                 f'CREATE RETENTION POLICY "{rp}" ON "{db}" DURATION {_duration(days)} REPLICATION 1{suffix}'
             )
-        elif existing[rp] != (_shown_duration(days), default or existing[rp][1]):
+        elif existing[rp] != (_shown_duration(days), default or existing[rp][1]) or _shard_differs(
+            shard, shards[rp]
+        ):
+            # A changed shard duration applies to shard groups created from now on.
             await influx.query(f'ALTER RETENTION POLICY "{rp}" ON "{db}" DURATION {_duration(days)}{suffix}')
 
 
@@ -304,13 +399,15 @@ async def ensure_retention_and_rollups(influx: InfluxClient, config: RetentionCo
 
 
 async def backfill(
-    influx: InfluxClient, start_ms: int, end_ms: int, *, levels: tuple[str, ...] = ("1m", "1h")
+    influx: InfluxClient, start_ms: int, end_ms: int, *, levels: tuple[str, ...] = tuple(LEVELS)
 ) -> int:
     """Run the continuous queries' SELECT ... INTO over ``[start_ms, end_ms)``.
 
     Use it after readings arrived late (a batch replayed after an outage) or to fill the
     rollups of an existing database. Levels run in order, so ``1h`` sees the fresh ``1m``
-    points. Aligning the range to whole hours avoids partial summaries at its edges.
+    points and ``1d`` the fresh ``1h`` ones. Each level widens the range to its whole
+    intervals (minutes, hours, Vietnam days), so a point at the range's edges summarises
+    its whole interval instead of overwriting it with a part.
 
     Args:
         influx: Client of the tincoso database.
@@ -329,10 +426,11 @@ async def backfill(
     unknown = [level for level in levels if level not in LEVELS]
     if unknown:
         raise ValueError(f"unknown rollup level(s) {unknown}; known: {list(LEVELS)}")
-    # Integer time literals are nanoseconds; "ms" durations overflow for epoch values.
-    time_range = f"time >= {start_ms * 1_000_000} AND time < {end_ms * 1_000_000}"
     written = 0
     for level in levels:
+        start, end = LEVELS[level].align(start_ms, end_ms)
+        # Integer time literals are nanoseconds; "ms" durations overflow for epoch values.
+        time_range = f"time >= {start * 1_000_000} AND time < {end * 1_000_000}"
         for rollup in rollups():
             if rollup.level != level:
                 continue

@@ -3,13 +3,17 @@
 "Sounded" means the agent reported playing, no dead air and RMS above the threshold in
 backend/rollups.py (``SOUNDED_WHERE``); "silent" means playing was reported but it did
 not sound. Each audio reading covers ``window_s`` seconds, so summing it gives airtime.
+
+The per-day panel reads the daily rollups (``rollup_1d``, Vietnam days). A daily point is
+stamped at the start of its day, so that panel's range starts a day before the
+dashboard's (``${__from}ms - 1d``): the first day shown is whole, not dropped or cut.
 """
 
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
 
-from backend.rollups import ROLLUP_1H_RP, SILENT_WHERE, SOUNDED_WHERE
+from backend.rollups import ROLLUP_1D_RP, SILENT_WHERE, SOUNDED_WHERE
 from dashboards import panels as p
 from dashboards.i18n import Strings
 from dashboards.influxql import InfluxQL
@@ -18,6 +22,8 @@ UID = "tincoso-bulletins"
 WHERE = f"$timeFilter AND {p.TAG_FILTER}"
 PER_SLOT = 'GROUP BY time(30m), "commune", "hamlet" fill(none)'
 PER_HAMLET = 'GROUP BY "commune", "hamlet"'
+# Whole days overlapping the dashboard's range (see the module docstring).
+DAYS_FILTER = "time > ${__from}ms - 1d AND time <= ${__to}ms"
 
 
 def minutes(alias: str, condition: str, group: str) -> InfluxQL:
@@ -49,7 +55,8 @@ def build(t: Strings) -> db.Dashboard:
         )
     )
     per_day = InfluxQL(
-        f"""SELECT sum("sounded_s") / 60 AS "sounded_min" FROM "{ROLLUP_1H_RP}"."audio" WHERE {WHERE}
+        f"""SELECT sum("sounded_s") / 60 AS "sounded_min" FROM "{ROLLUP_1D_RP}"."audio"
+        WHERE {DAYS_FILTER} AND {p.TAG_FILTER}
         GROUP BY time(1d), "commune" fill(0) tz('Asia/Ho_Chi_Minh')"""
     )
     dash.with_panel(

@@ -19,9 +19,11 @@ STRINGS: dict[str, tuple[str, str]] = {
     "var.rp": ("Độ phân giải dữ liệu", "Data resolution"),
     "var.rp.help": (
         "raw: dữ liệu gốc (400 ngày); rollup_1m: tổng hợp theo phút (3 năm), chọn khi xem trên 7 ngày; "
-        "rollup_1h: tổng hợp theo giờ (lâu dài), chọn khi xem trên 1 năm.",
+        "rollup_1h: tổng hợp theo giờ (lâu dài), chọn khi xem trên 1 năm; "
+        "rollup_1d: tổng hợp theo ngày giờ Việt Nam (lâu dài), một điểm mỗi ngày.",
         "raw: raw readings (400 days); rollup_1m: 1-minute summaries (3 years), pick for ranges over 7 days; "
-        "rollup_1h: 1-hour summaries (kept), pick for ranges over a year.",
+        "rollup_1h: 1-hour summaries (kept), pick for ranges over a year; "
+        "rollup_1d: daily summaries in Vietnam days (kept), one point a day.",
     ),
     # fleet overview
     "fleet.title": ("Tổng quan thiết bị", "Fleet overview"),
@@ -78,8 +80,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "bulletins.per_hamlet": ("Tổng hợp theo thôn", "Per hamlet"),
     "bulletins.per_day": ("Số phút phát thanh mỗi ngày theo xã", "Minutes broadcast per day, per commune"),
     "bulletins.per_day.help": (
-        "Từ dữ liệu tổng hợp theo giờ (rollup_1h), ngày theo giờ Việt Nam (UTC+7).",
-        "From the hourly rollups (rollup_1h), days in Vietnam time (UTC+7).",
+        "Từ dữ liệu tổng hợp theo ngày (rollup_1d), ngày theo giờ Việt Nam (UTC+7); "
+        "ngày hôm nay được cập nhật mỗi giờ.",
+        "From the daily rollups (rollup_1d), days in Vietnam time (UTC+7); today's bar is updated "
+        "every hour.",
     ),
     "bulletins.events": ("Sự kiện bắt đầu/kết thúc phát", "Playback start/end events"),
     "col.played_min": ("Phút báo phát", "Minutes reported playing"),

@@ -12,7 +12,7 @@ from grafana_foundation_sdk.builders import geomap, stat, statetimeline, statush
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
-from backend.rollups import RAW_RP, ROLLUP_1H_RP, ROLLUP_1M_RP
+from backend.rollups import RAW_RP, ROLLUP_1D_RP, ROLLUP_1H_RP, ROLLUP_1M_RP
 from dashboards.i18n import Strings
 from dashboards.influxql import DATASOURCE, InfluxQL
 
@@ -136,12 +136,12 @@ def device_variable(t: Strings, where: str = TAG_FILTER) -> db.QueryVariable:
 
 
 def resolution_variable(t: Strings) -> db.CustomVariable:
-    """``$rp``: the retention policy long-range panels read (raw, 1-minute or 1-hour rollups)."""
+    """``$rp``: the retention policy long-range panels read (raw, 1-minute, 1-hour or daily rollups)."""
     return (
         db.CustomVariable("rp")
         .label(t("var.rp"))
         .description(t("var.rp.help"))
-        .values(f"{RAW_RP},{ROLLUP_1M_RP},{ROLLUP_1H_RP}")
+        .values(f"{RAW_RP},{ROLLUP_1M_RP},{ROLLUP_1H_RP},{ROLLUP_1D_RP}")
         .current(dm.VariableOption(selected=True, text=RAW_RP, value=RAW_RP))
     )
 

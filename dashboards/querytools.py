@@ -27,7 +27,7 @@ def substitute(
     interval_ms: int = 60_000,
     rp: str = "raw",
 ) -> str:
-    """Replace ``$timeFilter``, ``$__interval[_ms]``, ``$rp`` and the template variables.
+    """Replace ``$timeFilter``, ``${__from}``, ``${__to}``, ``$__interval[_ms]``, ``$rp`` and the variables.
 
     Args:
         query: A panel or variable query.
@@ -41,6 +41,7 @@ def substitute(
         ValueError: A macro or variable is left over.
     """
     query = query.replace("$timeFilter", f"time >= {start_ms}ms and time <= {end_ms}ms")
+    query = query.replace("${__from}", str(start_ms)).replace("${__to}", str(end_ms))
     query = query.replace("$__interval_ms", str(interval_ms)).replace("$__interval", f"{interval_ms}ms")
     for name, options in values.items():
         query = query.replace(f"${name}", "(" + "|".join(regex_escape(v) for v in options) + ")")

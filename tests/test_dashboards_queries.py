@@ -16,7 +16,15 @@ from typing import Any
 import pytest
 
 from backend.influx import InfluxClient, line
-from backend.rollups import RAW_RP, ROLLUP_1H_RP, ROLLUP_1M_RP, backfill, ensure_retention_and_rollups
+from backend.rollups import (
+    RAW_RP,
+    ROLLUP_1D_RP,
+    ROLLUP_1H_RP,
+    ROLLUP_1M_RP,
+    SOUNDED_WHERE,
+    backfill,
+    ensure_retention_and_rollups,
+)
 from dashboards import querytools
 from dashboards.build import render
 
@@ -276,8 +284,15 @@ def grafana_values() -> dict[str, list[str]]:
 
 
 def substitute(query: str, now_ms: int, rp: str) -> str:
-    """Replace Grafana's macros and variables as its InfluxDB data source does (last 3 hours)."""
-    return querytools.substitute(query, grafana_values(), start_ms=now_ms - 3 * HOUR_MS, end_ms=now_ms, rp=rp)
+    """Replace Grafana's macros and variables as its InfluxDB data source does.
+
+    The range is the last 3 hours, or the last 2 days when ``$rp`` is the daily rollups (one
+    point a day, stamped at 00:00 Vietnam time, which a 3-hour range rarely holds).
+    """
+    hours = 48 if rp == ROLLUP_1D_RP else 3
+    return querytools.substitute(
+        query, grafana_values(), start_ms=now_ms - hours * HOUR_MS, end_ms=now_ms, rp=rp
+    )
 
 
 panel_queries = querytools.panel_queries
@@ -322,7 +337,7 @@ async def check_dashboard(client: InfluxClient, now_ms: int, dashboard: dict[str
     """Problems of every panel query (at each resolution a ``$rp`` query can take) and variable."""
     problems = []
     for title, ref_id, raw_query in panel_queries(dashboard):
-        for rp in (RAW_RP, ROLLUP_1M_RP, ROLLUP_1H_RP) if "$rp" in raw_query else (RAW_RP,):
+        for rp in (RAW_RP, ROLLUP_1M_RP, ROLLUP_1H_RP, ROLLUP_1D_RP) if "$rp" in raw_query else (RAW_RP,):
             for problem in await check_query(client, substitute(raw_query, now_ms, rp)):
                 problems.append(f"{dashboard['uid']} / {title} / {ref_id} ({rp}): {problem}")
     for variable in dashboard.get("templating", {}).get("list", []):
@@ -358,7 +373,7 @@ async def test_a_renamed_field_fails_the_query_check(district: tuple[InfluxClien
     problems = await check_dashboard(client, now_ms, broken)
     assert problems
     assert all("returned no rows" in problem for problem in problems)
-    assert len(problems) == 3  # once per resolution the $rp panel can take
+    assert len(problems) == 4  # once per resolution the $rp panel can take
 
 
 async def test_a_broken_query_fails_the_query_check(district: tuple[InfluxClient, int]) -> None:
@@ -381,3 +396,27 @@ async def test_silent_speaker_shows_as_silent_and_not_sounded(district: tuple[In
     assert rows["thon-khuon-vang"]["silent_min"] == pytest.approx(40)
     assert "sounded_min" not in rows["thon-khuon-vang"]
     assert rows["thon-na-ca"]["sounded_min"] == pytest.approx(40)
+
+
+async def test_minutes_per_day_are_whole_vietnam_days_from_the_daily_rollups(
+    district: tuple[InfluxClient, int],
+) -> None:
+    client, now_ms = district
+    bulletins = DASHBOARDS["tincoso-bulletins.json"]
+    per_day = next(p for p in bulletins["panels"] if "rollup_1d" in p["targets"][0]["query"])
+    query = substitute(per_day["targets"][0]["query"], now_ms, RAW_RP)
+    shown = {(s["tags"]["commune"], row[0]): row[1] for s in await client.query(query) for row in s["values"]}
+    # The same minutes counted from raw readings, per day in Vietnam time.
+    raw_query = (
+        f'SELECT sum("window_s") / 60 FROM "raw"."audio" WHERE time > {now_ms - 48 * HOUR_MS}ms '
+        f"AND ({SOUNDED_WHERE}) "
+        "GROUP BY time(1d), \"commune\" fill(none) tz('Asia/Ho_Chi_Minh')"
+    )
+    expected = {
+        (s["tags"]["commune"], row[0]): row[1] for s in await client.query(raw_query) for row in s["values"]
+    }
+    # Each speaker of the bulletin that sounded adds 40 minutes, whichever day they fall in.
+    assert sum(v for (commune, _), v in expected.items() if commune == "trang-xa") == pytest.approx(40)
+    assert {key: value for key, value in shown.items() if value} == pytest.approx(expected)
+    # Days start at 00:00 in Vietnam (17:00 UTC).
+    assert all((day_ms + 7 * HOUR_MS) % (24 * HOUR_MS) == 0 for _, day_ms in shown)
