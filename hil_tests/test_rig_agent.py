@@ -62,12 +62,21 @@ def test_board_probe_sections_name_the_display_controller() -> None:
 def test_agent_reports_through_the_rig_and_stops_cleanly(rig: Rig, mqtt_capture: MqttCapture) -> None:
     loa = rig.add_speaker_cluster(commune="trang-xa", hamlet="Nà Hốc")
     rig.start()
+    started_ms = time.time_ns() // 1_000_000
     loa.speaker.start_bulletin("ban-tin-chieu", -18.0)
+
+    def inside_bulletin(m: CapturedMessage) -> bool:
+        # The level is measured over the reading's window: judge one whose window lies
+        # wholly inside the bulletin (on a busy machine the first may still hold silence).
+        window_ms = int(m.body.get("window_s", 0) * 1000)
+        return bool(m.body.get("playing")) and m.ts is not None and m.ts - window_ms >= started_ms
+
     messages = _wait_for(
         mqtt_capture,
-        lambda ms: any(m.kind == "audio" and m.body.get("playing") for m in ms if m.device == loa.id),
+        lambda ms: any(m.kind == "audio" and inside_bulletin(m) for m in ms if m.device == loa.id),
+        timeout=30,
     )
-    audio = next(m for m in messages if m.kind == "audio" and m.body.get("playing"))
+    audio = next(m for m in messages if m.device == loa.id and m.kind == "audio" and inside_bulletin(m))
     assert audio.body["rms_dbfs"] == pytest.approx(-18.0, abs=1.0)
     assert audio.body["programme"] == "ban-tin-chieu"
     assert loa.proxy is not None
