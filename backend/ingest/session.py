@@ -162,6 +162,8 @@ class MqttConnection:
     async def close(self, grace_s: float = 5.0) -> None:
         """Send what is queued (acknowledgements first), then DISCONNECT; the broker keeps
         the session. Ends the connection without DISCONNECT after ``grace_s`` seconds."""
+        if self._fd >= 0:  # read no more: what the broker sends meanwhile it sends again
+            self._loop.remove_reader(self._fd)
         if self._open:
             self._client.disconnect()
             with contextlib.suppress(TimeoutError, ConnectionLost):
