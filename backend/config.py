@@ -46,7 +46,10 @@ class MqttSettings:
     """``[mqtt]``: the broker session the ingest (and monitor) use.
 
     ``client_id`` must be fixed and unique per process: the broker keeps the persistent
-    session (and the unacknowledged messages) under it.
+    session (and the unacknowledged messages) under it. ``receive_maximum`` is the broker's
+    window of unacknowledged messages to us (MQTT 5 sends it; with ``protocol = 4`` the
+    broker's own ``max_inflight_messages`` is the window, and it should match): the ingest
+    writes a batch once half of it waits, so the other half arrives during the write.
     """
 
     url: str = "mqtt://127.0.0.1:1883"

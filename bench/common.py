@@ -228,7 +228,7 @@ class Sampler:
             self._last_t = now
 
     def stop(self) -> dict[str, dict[str, float]]:
-        """Stop; per process: mean and max CPU % of one core, max and last RSS in MiB."""
+        """Stop; per process: CPU seconds, mean and max CPU % of one core, max and last RSS in MiB."""
         self._stop.set()
         self._thread.join(timeout=5)
         elapsed = max(1e-6, time.monotonic() - self._started)
@@ -237,6 +237,7 @@ class Sampler:
             with contextlib.suppress(psutil.Error):
                 self._last[name] = self._cpu_seconds(proc)
             out[name] = {
+                "cpu_s": round(self._last[name] - self._cpu0[name], 3),
                 "cpu_mean_pct": round(100 * (self._last[name] - self._cpu0[name]) / elapsed, 2),
                 "cpu_max_pct": round(max(self.cpu[name], default=0.0), 1),
                 "rss_max_mb": round(max(self.rss_mb[name], default=0.0), 1),

@@ -158,6 +158,23 @@ def test_status_published_by_agent_reaches_subscriber(
     assert [(m.topic, m.payload) for m in messages] == [(TOPIC, b'{"online": true}')]
 
 
+def test_broker_keeps_sending_to_an_mqtt311_subscriber_that_acknowledges_late(
+    mosquitto: LocalMosquitto, mqtt_client: Callable[..., mqtt.Client]
+) -> None:
+    # An ingest on MQTT 3.1.1 acknowledges a batch only once it is written; with
+    # Mosquitto's default window (20 unacknowledged messages) it would receive in trickles.
+    ingest = mqtt_client(mosquitto)
+    ingest.manual_ack_set(True)
+    topic = f"t{uuid.uuid4().hex[:8]}/window"
+    _subscribe(ingest, topic)
+    agent = mqtt_client(mosquitto)
+    infos = [agent.publish(topic, b"%d" % n, qos=1) for n in range(300)]
+    _loop_until(agent, lambda: all(info.is_published() for info in infos))
+    messages = ingest.user_data_get()["messages"]
+    _loop_until(ingest, lambda: len(messages) >= 300)
+    assert sorted(int(m.payload) for m in messages) == list(range(300))
+
+
 # -- persistence and fault injection ---------------------------------------------------
 
 

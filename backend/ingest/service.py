@@ -3,7 +3,9 @@
 QoS 1 with manual acknowledgement: paho's ``manual_ack`` holds back each PUBACK until the
 message's points are durable (`DurableWriter`), and the session is persistent (fixed client
 id, no clean start, a session expiry), so whatever was not acknowledged when the process
-or its connection died is redelivered by the broker. Several processes share the load
+or its connection died is redelivered by the broker. Messages arrive in chunks (all that
+the socket holds, `backend.ingest.session`) and each chunk gets one acknowledgement, run
+after the batch holding its points is durable. Several processes share the load
 through a shared subscription (``$share/<group>/...``) when ``mqtt.shared_group`` is set.
 """
 
@@ -15,19 +17,18 @@ import json
 import logging
 import random
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import paho.mqtt.client as paho_mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from backend.config import BackendConfig, mask
 from backend.ingest.placement import ClockPlacer
 from backend.ingest.points import DeviceDirectory, MessageRejected, message_lines, quarantine_line
+from backend.ingest.session import ConnectionLost, MqttConnection
 from backend.ingest.stats import IngestStats, InvalidInputLog
-from backend.ingest.writer import Ack, DurabilityError, DurableWriter
+from backend.ingest.writer import DurabilityError, DurableWriter
 from backend.spool import Spool
 from protocols import topics
 
@@ -36,6 +37,9 @@ __all__ = ["IngestService"]
 log = logging.getLogger("backend.ingest")
 
 _ANCHORS_FILE = "clock-anchors.json"
+# Messages read from the socket before they are processed: small enough that the batch
+# writes (same event loop) are not held up long, large enough to cost nothing per message.
+_CHUNK = 250
 
 
 def _now_ms() -> int:
@@ -81,7 +85,9 @@ class IngestService:
             self.stats,
             batch_points=cfg.ingest.batch_points,
             batch_ms=cfg.ingest.batch_ms,
-            max_pending_acks=cfg.mqtt.receive_maximum,
+            # Flush at half the broker's in-flight window: the other half keeps arriving
+            # while this batch is written, instead of the broker stopping until it is.
+            max_pending_acks=max(1, cfg.mqtt.receive_maximum // 2),
             drain_records=cfg.spool.drain_records,
             retention=cfg.influx.retention(),
         )
@@ -127,36 +133,6 @@ class IngestService:
 
     # -- MQTT ------------------------------------------------------------------------------
 
-    def _client(self) -> aiomqtt.Client:
-        m = self.config.mqtt
-        properties = None
-        if m.protocol == 5:
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = m.session_expiry_s
-            properties.ReceiveMaximum = m.receive_maximum
-        tls = None
-        if m.tls:
-            tls = aiomqtt.TLSParameters(ca_certs=m.tls_ca, certfile=m.tls_cert, keyfile=m.tls_key)
-        client = aiomqtt.Client(
-            m.host,
-            m.port,
-            username=m.username,
-            password=m.password,
-            identifier=m.client_id,
-            protocol=aiomqtt.ProtocolVersion.V5 if m.protocol == 5 else aiomqtt.ProtocolVersion.V311,
-            clean_session=None if m.protocol == 5 else False,
-            # MQTT 5: never a clean start; 3.1.1 takes clean_session=False and no clean_start.
-            clean_start=False if m.protocol == 5 else paho_mqtt.MQTT_CLEAN_START_FIRST_ONLY,
-            properties=properties,
-            keepalive=m.keepalive_s,
-            tls_params=tls,
-            timeout=10.0,
-        )
-        # aiomqtt 2.5 has no manual-ack switch of its own; paho's holds back every PUBACK
-        # until `ack()` is called, which we do only once the message is durable.
-        client._client.manual_ack_set(True)
-        return client
-
     def filters(self) -> list[str]:
         """The subscription filters (shared when ``mqtt.shared_group`` is set)."""
         m = self.config.mqtt
@@ -168,51 +144,74 @@ class IngestService:
     async def _mqtt_loop(self, writer: DurableWriter) -> None:
         delay = 0.5
         while True:
-            client = self._client()
+            connection = MqttConnection(
+                self.config.mqtt,
+                lambda conn, chunk: self.handle_chunk(conn, chunk, writer),
+                chunk=_CHUNK,
+            )
             try:
-                async with client:
-                    log.info(
-                        "event=mqtt_connected url=%s client_id=%s",
-                        self.config.mqtt.url,
-                        self.config.mqtt.client_id,
-                    )
-                    await client.subscribe([(f, 1) for f in self.filters()])
-                    self.connected.set()
-                    delay = 0.5
-                    await self._receive_until_failure(client, writer)
-            except aiomqtt.MqttError as exc:
+                await connection.open(self.filters())
+                log.info(
+                    "event=mqtt_connected url=%s client_id=%s",
+                    self.config.mqtt.url,
+                    self.config.mqtt.client_id,
+                )
+                self.connected.set()
+                delay = 0.5
+                await self._receive_until_failure(connection, writer)
+            except ConnectionLost as exc:
                 log.warning("event=mqtt_disconnected error=%r retry_in_s=%.1f", str(exc), delay)
             except DurabilityError as exc:
                 log.error(
                     "event=session_dropped reason=not_durable error=%r retry_in_s=%.1f", str(exc), delay
                 )
-            self.connected.clear()
+            finally:
+                self.connected.clear()
+                # On shutdown this sends the acknowledgements `run` just flushed, then
+                # DISCONNECT; after a failure the connection is gone already.
+                await connection.close()
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, self.config.mqtt.reconnect_max_s)
 
-    async def _receive_until_failure(self, client: aiomqtt.Client, writer: DurableWriter) -> None:
-        async def receive() -> None:
-            async for message in client.messages:
-                self.handle(client, message, writer)
-
-        receiving = asyncio.create_task(receive())
+    async def _receive_until_failure(self, connection: MqttConnection, writer: DurableWriter) -> None:
+        closed = asyncio.create_task(connection.wait_closed())
         failed = asyncio.create_task(writer.failed.wait())
         try:
-            await asyncio.wait({receiving, failed}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({closed, failed}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (receiving, failed):
+            for task in (closed, failed):
                 task.cancel()
-            await asyncio.gather(receiving, failed, return_exceptions=True)
+            await asyncio.gather(closed, failed, return_exceptions=True)
         if failed.done() and not failed.cancelled():
             writer.failed.clear()
             raise DurabilityError("a batch could be neither written nor spooled")
-        receiving.result()  # the broker connection's error, if that is what ended it
+        closed.result()  # why the broker connection ended
+        raise ConnectionLost("the broker ended the connection")
 
-    def handle(self, client: aiomqtt.Client, message: aiomqtt.Message, writer: DurableWriter) -> None:
-        """Turn one received message into points (or a quarantine point) queued with its ack."""
+    def handle_chunk(
+        self, connection: MqttConnection, messages: list[paho_mqtt.MQTTMessage], writer: DurableWriter
+    ) -> None:
+        """Turn received messages into points queued with one acknowledgement for them all.
+
+        The acknowledgement runs only once the writer has made every one of those points
+        durable (`DurableWriter.flush`); until then the broker holds the messages.
+        """
         received_ms = _now_ms()
-        topic = message.topic.value
-        payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+        lines: list[str] = []
+        mids: list[int] = []
+        for message in messages:
+            lines += self.handle(message, received_ms)
+            if message.qos > 0:
+                mids.append(message.mid)
+        writer.add(lines, partial(connection.ack, mids), messages=len(messages))
+
+    def handle(self, message: paho_mqtt.MQTTMessage, received_ms: int) -> list[str]:
+        """The points of one received message (or its quarantine point)."""
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = message._topic.decode("utf-8", errors="replace")  # quarantined below
+        payload = message.payload if isinstance(message.payload, bytes) else bytes(message.payload)
         self.stats.messages_in += 1
         try:
             lines = message_lines(
@@ -231,7 +230,7 @@ class IngestService:
             internal = MessageRejected("internal_error", "-", repr(exc))
             lines = [self._quarantine(internal, topic, payload, received_ms)]
         self.stats.points_in += len(lines)
-        writer.add(lines, _acker(client, message.mid, message.qos))
+        return lines
 
     def _quarantine(self, rejected: MessageRejected, topic: str, payload: bytes, received_ms: int) -> str:
         self.stats.record_invalid(rejected.device, rejected.reason)
@@ -287,17 +286,6 @@ class IngestService:
     def writer(self) -> DurableWriter | None:
         """The writer while running (tests read its state)."""
         return self._writer
-
-
-def _acker(client: aiomqtt.Client, mid: int, qos: int) -> Ack:
-    paho = client._client
-
-    def ack() -> None:
-        # After a reconnect this is a new client; the old session's messages come again.
-        if qos > 0 and paho.is_connected():
-            paho.ack(mid, qos)
-
-    return ack
 
 
 def _summary(fields: dict[str, Any]) -> str:

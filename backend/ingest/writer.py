@@ -40,8 +40,9 @@ class DurableWriter:
         stats: Counters to update.
         batch_points: Flush once this many points wait.
         batch_ms: Flush this long after the first waiting point at the latest.
-        max_pending_acks: Flush once this many messages wait (the broker stops sending
-            once its in-flight window, the MQTT receive maximum, is full).
+        max_pending_acks: Flush once this many messages wait for their acknowledgement
+            (the broker stops sending once its in-flight window, the MQTT receive maximum,
+            is full: flushing before that keeps messages coming during the write).
         drain_records: Spool records per drain write.
         retention: Retention policies and rollups to create or update on connect
             (backend/rollups.py); None only creates the database.
@@ -70,6 +71,7 @@ class DurableWriter:
         self.influx_up = False
         self._lines: list[str] = []
         self._acks: list[Ack] = []
+        self._pending_messages = 0
         self._first_at = 0.0
         self._has_data = asyncio.Event()
         self._full = asyncio.Event()
@@ -80,11 +82,12 @@ class DurableWriter:
 
     # -- intake ----------------------------------------------------------------------------
 
-    def add(self, lines: list[str], ack: Ack | None = None) -> None:
-        """Queue a message's points; ``ack`` runs once they are durable.
+    def add(self, lines: list[str], ack: Ack | None = None, *, messages: int = 1) -> None:
+        """Queue the points of ``messages`` messages; ``ack`` runs once they are durable.
 
-        When a batch cannot be made durable its acks never run and `failed` is set: the
-        caller should then drop its broker session, so the broker redelivers them.
+        Acks run in the order they were added. When a batch cannot be made durable its
+        acks never run and `failed` is set: the caller should then drop its broker
+        session, so the broker redelivers them.
         """
         if not self._has_data.is_set():
             self._first_at = time.monotonic()
@@ -92,7 +95,8 @@ class DurableWriter:
         self._lines.extend(lines)
         if ack is not None:
             self._acks.append(ack)
-        if len(self._lines) >= self.batch_points or len(self._acks) >= self.max_pending_acks:
+            self._pending_messages += messages
+        if len(self._lines) >= self.batch_points or self._pending_messages >= self.max_pending_acks:
             self._full.set()
 
     # -- background tasks ------------------------------------------------------------------
@@ -123,7 +127,7 @@ class DurableWriter:
         """
         async with self._flush_lock:
             lines, acks = self._lines, self._acks
-            self._lines, self._acks = [], []
+            self._lines, self._acks, self._pending_messages = [], [], 0
             self._has_data.clear()
             self._full.clear()
             if lines:

@@ -17,6 +17,10 @@ from backend.localservices._process import HOST, LocalService
 
 # Mosquitto's default (1,000 per client) drops a field agent's backlog after a short outage.
 MAX_QUEUED_MESSAGES = 100_000
+# QoS 1 messages in flight to an MQTT 3.1.1 client (Mosquitto's default is 20): the window
+# of an ingest with ``mqtt.protocol = 4``, as ``mqtt.receive_maximum`` (default 1,000) is
+# with MQTT 5, where the client sets its own.
+MAX_INFLIGHT_MESSAGES = 1000
 
 
 class LocalMosquitto(LocalService):
@@ -151,6 +155,7 @@ class LocalMosquitto(LocalService):
             "persistence_file mosquitto.db",
             f"autosave_interval {self.autosave_interval}",
             f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+            f"max_inflight_messages {MAX_INFLIGHT_MESSAGES}",
             f"log_dest file {self.log_file}",
             "log_type error",
             "log_type warning",
