@@ -204,11 +204,21 @@ class RulesConfig:
     """Per-rule settings with per-kind overrides (``[rules.<fault>]``, ``[rules.<fault>.<kind>]``)."""
 
     overrides: Mapping[tuple[str, str | None], Mapping[str, Any]] = field(default_factory=dict)
+    # Resolved once per (fault, kind): rules are evaluated on every message and every tick.
+    _resolved: dict[tuple[str, str | None], RuleSettings] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def settings(self, fault: str, kind: str | None) -> RuleSettings:
         """The effective settings of ``fault`` for a device of ``kind``."""
-        settings = replace(FAULTS[fault].defaults, **self.overrides.get((fault, None), {}))
-        return replace(settings, **self.overrides.get((fault, kind), {})) if kind else settings
+        key = (fault, kind)
+        resolved = self._resolved.get(key)
+        if resolved is None:
+            resolved = replace(FAULTS[fault].defaults, **self.overrides.get((fault, None), {}))
+            if kind:
+                resolved = replace(resolved, **self.overrides.get((fault, kind), {}))
+            self._resolved[key] = resolved
+        return resolved
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> RulesConfig:
