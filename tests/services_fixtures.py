@@ -14,11 +14,13 @@ import re
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import pytest
 
-from backend.localservices import LocalInflux, LocalMosquitto
+from backend.localservices import LocalInflux, LocalMosquitto, LocalService
+
+ServiceT = TypeVar("ServiceT", bound=LocalService)
 
 
 class ServicePair(NamedTuple):
@@ -65,36 +67,33 @@ def services(mosquitto: LocalMosquitto, influxdb: LocalInflux) -> ServicePair:
     return ServicePair(mosquitto, influxdb)
 
 
+def _private_services(
+    make: Callable[..., ServiceT], root: Path, name: str
+) -> Iterator[Callable[..., ServiceT]]:
+    """Yield a factory that starts private services under ``root``; stop them all after."""
+    started: list[ServiceT] = []
+
+    def start(**kwargs: Any) -> ServiceT:
+        service = make(root / f"fresh-{name}-{len(started)}", **kwargs)
+        started.append(service)
+        service.start()
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
 @pytest.fixture
 def fresh_mosquitto(tmp_path: Path) -> Iterator[Callable[..., LocalMosquitto]]:
     """Factory for private brokers (keyword arguments go to `LocalMosquitto`)."""
-    brokers: list[LocalMosquitto] = []
-
-    def start(**kwargs: Any) -> LocalMosquitto:
-        broker = LocalMosquitto(tmp_path / f"fresh-mosquitto-{len(brokers)}", **kwargs)
-        brokers.append(broker)
-        broker.start()
-        return broker
-
-    yield start
-    for broker in brokers:
-        broker.stop()
+    yield from _private_services(LocalMosquitto, tmp_path, "mosquitto")
 
 
 @pytest.fixture
 def fresh_influx(tmp_path: Path) -> Iterator[Callable[..., LocalInflux]]:
     """Factory for private databases (keyword arguments go to `LocalInflux`)."""
-    databases: list[LocalInflux] = []
-
-    def start(**kwargs: Any) -> LocalInflux:
-        database = LocalInflux(tmp_path / f"fresh-influx-{len(databases)}", **kwargs)
-        databases.append(database)
-        database.start()
-        return database
-
-    yield start
-    for database in databases:
-        database.stop()
+    yield from _private_services(LocalInflux, tmp_path, "influx")
 
 
 @pytest.fixture

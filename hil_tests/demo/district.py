@@ -19,25 +19,11 @@ from typing import Any
 import yaml
 
 import backend
-from backend.registry import Commune, DailyWindow, Registry, load_registry
+from backend.registry import Commune, DailyWindow, Device, Registry, load_registry
 
 EXAMPLE_REGISTRY = Path(backend.__file__).resolve().parent / "examples" / "registry.yaml"
 COMMUNE_EBOARD_TARGET_PCT = 70.0  # plan indicator 1.5, 2025
 LED_ID = "vn-huyen-led-01"
-
-
-@dataclass(frozen=True)
-class DemoDevice:
-    """One device of the simulated district, as the registry lists it."""
-
-    id: str
-    kind: str
-    commune: str
-    hamlet: str
-    lat: float | None = None
-    lon: float | None = None
-    vendor: str | None = None
-    model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,13 +32,13 @@ class District:
 
     name: str
     communes: tuple[Commune, ...]
-    devices: tuple[DemoDevice, ...]
+    devices: tuple[Device, ...]
 
     def commune_name(self, commune_id: str) -> str:
         """The name people read (``Tràng Xá``) for a commune id."""
         return next((c.name for c in self.communes if c.id == commune_id), commune_id)
 
-    def of_kind(self, kind: str) -> list[DemoDevice]:
+    def of_kind(self, kind: str) -> list[Device]:
         """Devices of one kind, in fleet order."""
         return [d for d in self.devices if d.kind == kind]
 
@@ -88,7 +74,7 @@ def build_district(fleet_size: int, communes: int, example: Path = EXAMPLE_REGIS
         raise ValueError(f"--communes must be between 1 and {len(units)}, got {communes}")
     chosen = sorted(units[:communes], key=lambda c: c.type != "town")
     boarded = _eboard_communes(chosen, source)
-    devices: list[DemoDevice] = []
+    devices: list[Device] = []
     for commune in chosen:
         devices += _speakers(commune, source, fleet_size)
         if commune.id in boarded:
@@ -96,9 +82,9 @@ def build_district(fleet_size: int, communes: int, example: Path = EXAMPLE_REGIS
     led = source.device(LED_ID)
     led_commune = led.commune if led is not None else chosen[0].id
     if led is not None and led_commune in {c.id for c in chosen}:
-        devices.append(_from_example(led))
+        devices.append(led)
     else:
-        devices.append(DemoDevice(LED_ID, "district_led", chosen[0].id, "Quảng trường trung tâm huyện"))
+        devices.append(Device(LED_ID, "district_led", chosen[0].id, "Quảng trường trung tâm huyện"))
     return District(source.district, tuple(chosen), tuple(devices))
 
 
@@ -112,38 +98,25 @@ def _eboard_communes(chosen: Sequence[Commune], source: Registry) -> set[str]:
     return towns | {c.id for c in ordered[:wanted]}
 
 
-def _from_example(device: Any) -> DemoDevice:
-    return DemoDevice(
-        device.id,
-        device.kind,
-        device.commune,
-        device.hamlet,
-        device.lat,
-        device.lon,
-        device.vendor,
-        device.model,
-    )
-
-
-def _speakers(commune: Commune, source: Registry, count: int) -> list[DemoDevice]:
+def _speakers(commune: Commune, source: Registry, count: int) -> list[Device]:
     known = [d for d in source.devices_in(commune.id) if d.kind == "speaker_cluster"]
-    out = [_from_example(d) for d in known[:count]]
+    out = list(known[:count])
     slug = commune.id.replace("-", "")
     number = len(out)
     while len(out) < count:
         number += 1
         device_id = f"vn-{slug}-loa-{number:02d}"
-        out.append(DemoDevice(device_id, "speaker_cluster", commune.id, f"Xóm {number}"))
+        out.append(Device(device_id, "speaker_cluster", commune.id, f"Xóm {number}"))
     return out
 
 
-def _eboard(commune: Commune, source: Registry) -> DemoDevice:
+def _eboard(commune: Commune, source: Registry) -> Device:
     known = next((d for d in source.devices_in(commune.id) if d.kind == "eboard"), None)
     if known is not None:
-        return _from_example(known)
+        return known
     office = "thị trấn" if commune.type == "town" else "xã"
     slug = commune.id.replace("-", "")
-    return DemoDevice(f"vn-{slug}-bangtin-01", "eboard", commune.id, f"Trụ sở UBND {office} {commune.name}")
+    return Device(f"vn-{slug}-bangtin-01", "eboard", commune.id, f"Trụ sở UBND {office} {commune.name}")
 
 
 def _window(window: DailyWindow) -> dict[str, str]:

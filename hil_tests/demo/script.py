@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 
-from hil_tests.demo.district import DemoDevice, District
+from backend.registry import Device
+from hil_tests.demo.district import District
 from hil_tests.demo.timeline import EVENING, MORNING, sim_minutes
 from hil_tests.faults.proxy import TcpProxy
 from hil_tests.rig import Rig, RigDevice
@@ -53,7 +54,7 @@ def choose_roles(district: District) -> Roles:
     """Pick a distinct device for every fault, preferring the same communes every run."""
     used: set[str] = set()
 
-    def pick(pool: Iterable[DemoDevice], *communes: str) -> str | None:
+    def pick(pool: Iterable[Device], *communes: str) -> str | None:
         candidates = [d for d in pool if d.id not in used]
         ranked = sorted(candidates, key=lambda d: communes.index(d.commune) if d.commune in communes else 99)
         if not ranked:
