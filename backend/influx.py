@@ -21,7 +21,9 @@ __all__ = [
     "InfluxUnavailable",
     "escape_tag",
     "line",
+    "point",
     "rows",
+    "series_key",
 ]
 
 FieldValue = bool | int | float | str
@@ -53,6 +55,40 @@ def _field(value: FieldValue) -> str:
     return f'"{escaped}"'
 
 
+def series_key(measurement: str, tags: Mapping[str, str | None]) -> str:
+    """The escaped measurement and tag set of a point, tags sorted (InfluxDB's preferred
+    order), empty or None tags left out: build it once for many points of one series."""
+    tag_part = "".join(
+        f",{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tags.items()) if v is not None and v != ""
+    )
+    return escape_tag(measurement) + tag_part
+
+
+_field_keys: dict[str, str] = {}
+
+
+def _field_key(key: str) -> str:
+    # Field names repeat in every point: escape each once (a bounded memo, as names come
+    # from payloads too).
+    escaped = _field_keys.get(key)
+    if escaped is None:
+        escaped = escape_tag(key)
+        if len(_field_keys) < 4096:
+            _field_keys[key] = escaped
+    return escaped
+
+
+def point(series: str, fields: Mapping[str, FieldValue | None], ts_ms: int) -> str:
+    """One point of the series ``series`` (from `series_key`), millisecond precision.
+
+    None fields are left out. Raises ValueError when no field is left.
+    """
+    field_part = ",".join(f"{_field_key(k)}={_field(v)}" for k, v in fields.items() if v is not None)
+    if not field_part:
+        raise ValueError(f"point {series.split(',', 1)[0]!r} has no fields")
+    return f"{series} {field_part} {ts_ms}"
+
+
 def line(
     measurement: str,
     tags: Mapping[str, str | None],
@@ -64,13 +100,7 @@ def line(
     Tags are sorted (InfluxDB's preferred order) and empty or None tags and None fields are
     left out. Raises ValueError when no field is left.
     """
-    tag_part = "".join(
-        f",{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tags.items()) if v is not None and v != ""
-    )
-    field_part = ",".join(f"{escape_tag(k)}={_field(v)}" for k, v in fields.items() if v is not None)
-    if not field_part:
-        raise ValueError(f"point {measurement!r} has no fields")
-    return f"{escape_tag(measurement)}{tag_part} {field_part} {ts_ms}"
+    return point(series_key(measurement, tags), fields, ts_ms)
 
 
 class InfluxClient:

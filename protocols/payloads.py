@@ -58,11 +58,37 @@ COMMANDS = (
 )
 
 
+# JSON-decoded values have exactly these types: one lookup instead of an isinstance chain.
+_TYPE_NAMES = {
+    type(None): "null",
+    bool: "bool",
+    int: "int",
+    float: "float",
+    str: "str",
+    list: "list",
+    dict: "object",
+}
+# A field spec's type -> the value type names it accepts.
+_ACCEPTS = {
+    "int": ("int",),
+    "num": ("int", "float"),
+    "str": ("str",),
+    "bool": ("bool",),
+    "obj": ("object",),
+    "list": ("list",),
+}
+_INFINITIES = (float("inf"), float("-inf"))
+_RULES = ("choices", "max_len", "lo", "hi")
+
+
 def _field(
     name: str, typ: str, required: bool = True, nullable: bool = False, **rules: "Any"
 ) -> "dict[str, Any]":
     spec = {"name": name, "type": typ, "required": required, "nullable": nullable}
     spec.update(rules)
+    # Worked out once here, not for every message: the accepted types, whether any rule applies.
+    spec["accepts"] = _ACCEPTS[typ]
+    spec["ruled"] = any(rule in spec for rule in _RULES)
     return spec
 
 
@@ -211,9 +237,10 @@ COMMAND_ARGS = {
 
 
 def _type_name(value: "Any") -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
+    name = _TYPE_NAMES.get(type(value))
+    if name is not None:
+        return name
+    if isinstance(value, bool):  # subclasses (not from JSON, but from callers of encode)
         return "bool"
     if isinstance(value, int):
         return "int"
@@ -229,7 +256,7 @@ def _type_name(value: "Any") -> str:
 
 
 def _is_finite(x: float) -> bool:
-    return x == x and x not in (float("inf"), float("-inf"))
+    return x == x and x not in _INFINITIES
 
 
 def _check_type(where: str, spec: "dict[str, Any]", value: "Any") -> None:
@@ -277,20 +304,34 @@ def _check_rules(where: str, spec: "dict[str, Any]", value: "Any") -> None:
 
 def check_fields(prefix: str, obj: "dict[str, Any]", fields: "tuple[dict[str, Any], ...]") -> None:
     """Check ``obj`` against a field list; raise InvalidPayload naming ``prefix.field``."""
+    # Runs for every field of every message (on an ESP32 too): the common case inline,
+    # the error messages built only when a check fails.
     for spec in fields:
         name = spec["name"]
-        where = prefix + "." + name
         if name not in obj:
             if spec["required"]:
-                raise InvalidPayload("%s is missing" % where)
+                raise InvalidPayload("%s.%s is missing" % (prefix, name))
             continue
         value = obj[name]
         if value is None:
             if spec["nullable"]:
                 continue
-            raise InvalidPayload("%s must not be null" % where)
-        _check_type(where, spec, value)
-        _check_rules(where, spec, value)
+            raise InvalidPayload("%s.%s must not be null" % (prefix, name))
+        got = _TYPE_NAMES.get(type(value)) or _type_name(value)
+        if got not in spec["accepts"] or (got == "float" and (value != value or value in _INFINITIES)):
+            _check_type(prefix + "." + name, spec, value)  # raises, naming the problem
+        if spec["ruled"]:
+            choices = spec.get("choices")
+            max_len = spec.get("max_len")
+            lo = spec.get("lo")
+            hi = spec.get("hi")
+            if (
+                (choices is not None and value not in choices)
+                or (max_len is not None and (len(value) > max_len or not value))
+                or (lo is not None and value < lo)
+                or (hi is not None and value > hi)
+            ):
+                _check_rules(prefix + "." + name, spec, value)  # raises, naming the rule
 
 
 def _check_flat_object(where: str, obj: "dict[str, Any]") -> None:

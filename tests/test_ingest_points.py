@@ -220,3 +220,16 @@ def test_quarantine_point_keeps_a_truncated_printable_payload() -> None:
     assert "payload_bytes=609i" in point
     assert "\n" not in point
     assert "\x00" not in point
+
+
+def test_device_moved_to_another_hamlet_by_a_registry_reload_is_tagged_with_the_new_one(
+    registry: Registry,
+) -> None:
+    # Ingest builds each device's series key once; a reload must not leave the old tags.
+    placer = ClockPlacer()
+    [before] = _lines(registry, _example("heartbeat"), placer=placer)
+    moved = parse_registry(REGISTRY_YAML.replace("hamlet: Xóm Đồng Mỏ", "hamlet: Xóm Na Ho"))
+    [after] = _lines(moved, _example("heartbeat", seq=1043), placer=placer)
+    assert ",hamlet=Xóm\\ Đồng\\ Mỏ," in before
+    assert ",hamlet=Xóm\\ Na\\ Ho," in after
+    assert "seq=1043i" in after

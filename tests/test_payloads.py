@@ -131,6 +131,12 @@ def test_wrong_typed_fields_name_the_field(kind: str, data: st.DataObject) -> No
         (lambda m: m.update(kind="weather"), "message.kind must be one of"),
         (lambda m: m.update(playing=1), "audio.playing must be true or false, got int"),
         (lambda m: m.update(seq=True), "audio.seq must be an integer, got bool"),
+        (lambda m: m.update(seq=-1), "audio.seq must be >= 0, got -1"),
+        (lambda m: m.update(rms_dbfs=float("-inf")), "audio.rms_dbfs must be a finite number"),
+        (lambda m: m.update(clock_ok=None), "audio.clock_ok must not be null"),
+        (lambda m: m.update(boot_id=""), "audio.boot_id must not be empty"),
+        (lambda m: m.update(boot_id="x" * 65), "audio.boot_id is too long: 65, limit 64"),
+        (lambda m: m.update(programme=7), "audio.programme must be a string, got int"),
     ],
 )
 def test_documented_error_messages(mutate: Any, message: str) -> None:
@@ -143,6 +149,13 @@ def test_documented_error_messages(mutate: Any, message: str) -> None:
 def test_oversized_payload_is_refused_before_parsing() -> None:
     with pytest.raises(InvalidPayload, match="limit"):
         payloads.decode(b"{" + b" " * (payloads.MAX_BATCH_BYTES + 1) + b"}")
+
+
+def test_choices_are_named_in_the_error() -> None:
+    msg = copy.deepcopy(EXAMPLES["heartbeat"])
+    msg["net_type"] = "6g"
+    with pytest.raises(InvalidPayload, match="heartbeat.net_type must be one of 5g, 4g, .*got '6g'"):
+        payloads.decode(json.dumps(msg).encode())
 
 
 def test_non_finite_numbers_are_refused() -> None:

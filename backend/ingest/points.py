@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from backend.influx import FieldValue, line
+from backend.influx import FieldValue, line, point, series_key
 from backend.ingest.placement import ClockPlacer
 from protocols import payloads, topics
 from protocols.errors import InvalidPayload, InvalidTopic
@@ -141,6 +141,23 @@ def message_lines(
     return [_item_line(item, tags, placer) for item in items]
 
 
+# (measurement, device tags) -> escaped series key: every telemetry point of a device has
+# the same one. Keyed by the tags themselves, so a registry reload that moves a device to
+# another hamlet gets a new key; bounded like the registry (cleared when it outgrows it).
+_series: dict[tuple[str, tuple[tuple[str, str | None], ...]], str] = {}
+_SERIES_MAX = 200_000
+
+
+def _telemetry_series(kind: str, device_tags: dict[str, str | None]) -> str:
+    key = (kind, tuple(device_tags.items()))
+    series = _series.get(key)
+    if series is None:
+        if len(_series) >= _SERIES_MAX:
+            _series.clear()
+        series = _series[key] = series_key(kind, device_tags)
+    return series
+
+
 def _device_tags(device: DeviceInfo) -> dict[str, str | None]:
     return {
         "device": device.id,
@@ -163,12 +180,13 @@ def _typed_fields(kind: str, msg: dict[str, Any]) -> dict[str, FieldValue | None
 def _item_line(msg: dict[str, Any], device_tags: dict[str, str | None], placer: ClockPlacer) -> str:
     kind = msg["kind"]
     ts_ms, placed = placer.place(msg)
-    tags = dict(device_tags)
     fields: dict[str, FieldValue | None]
     if kind in TELEMETRY:
         fields = _typed_fields(kind, msg)
         fields.update(seq=msg["seq"], boot_id=msg["boot_id"], clock_ok=msg["clock_ok"], placed=placed)
-    elif kind == "event":
+        return point(_telemetry_series(kind, device_tags), fields, ts_ms)
+    tags = dict(device_tags)
+    if kind == "event":
         tags.update(event=msg["event"], code=msg["code"])
         duration = msg.get("duration_s")
         fields = {
