@@ -154,7 +154,7 @@ def test_oversized_payload_is_refused_before_parsing() -> None:
 def test_choices_are_named_in_the_error() -> None:
     msg = copy.deepcopy(EXAMPLES["heartbeat"])
     msg["net_type"] = "6g"
-    with pytest.raises(InvalidPayload, match="heartbeat.net_type must be one of 5g, 4g, .*got '6g'"):
+    with pytest.raises(InvalidPayload, match=r"heartbeat\.net_type must be one of 5g, 4g, .*got '6g'"):
         payloads.decode(json.dumps(msg).encode())
 
 
