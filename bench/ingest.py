@@ -51,15 +51,16 @@ from protocols import topics
 
 DEVICES = 1000
 RECEIVE_MAXIMUM = MqttSettings().receive_maximum  # the ingest default
+PROTOCOL = MqttSettings().protocol  # the ingest default (4, MQTT 3.1.1)
 # (processes, MQTT protocol, receive_maximum): the shipped defaults with 1 and 2 processes,
-# a wider in-flight window, then MQTT 3.1.1 (config settings) to show what limits the default.
+# then MQTT 5 (the default before 2026-11-26) and a wider MQTT 5 window, to show what each costs.
 # With 3.1.1 the window is the broker's max_inflight_messages (backend.localservices), the same.
 VARIANTS = (
+    (1, PROTOCOL, MAX_INFLIGHT_MESSAGES),
+    (2, PROTOCOL, MAX_INFLIGHT_MESSAGES),
     (1, 5, RECEIVE_MAXIMUM),
     (2, 5, RECEIVE_MAXIMUM),
     (1, 5, 10_000),
-    (1, 4, MAX_INFLIGHT_MESSAGES),
-    (2, 4, MAX_INFLIGHT_MESSAGES),
 )
 
 
@@ -94,7 +95,10 @@ def publish_all(port: int, messages: list[tuple[str, bytes]], timeout: float = 3
     return len(messages) / elapsed
 
 
-def _v5_client(client_id: str) -> tuple[mqtt.Client, Properties]:
+def _session_client(client_id: str) -> tuple[mqtt.Client, Properties | None]:
+    """A persistent-session paho client speaking the ingest's default protocol."""
+    if PROTOCOL == 4:
+        return mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False), None
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 3600
@@ -102,14 +106,22 @@ def _v5_client(client_id: str) -> tuple[mqtt.Client, Properties]:
     return client, props
 
 
+def _connect(client: mqtt.Client, port: int, props: Properties | None) -> None:
+    if props is None:
+        client.connect("127.0.0.1", port)
+    else:
+        client.connect("127.0.0.1", port, clean_start=False, properties=props)
+
+
 def bare_subscriber(port: int, messages: list[tuple[str, bytes]]) -> dict[str, Any]:
-    """The broker/client limit: a persistent paho session that drains the pre-loaded stream."""
+    """The broker/client limit: a persistent paho session, speaking the ingest's default
+    protocol, that drains the pre-loaded stream."""
     client_id = f"bench-bare-{uuid.uuid4().hex[:8]}"
     filters = [(f, 1) for f in topics.subscription_filters()]
-    client, props = _v5_client(client_id)
+    client, props = _session_client(client_id)
     subscribed = threading.Event()
     client.on_subscribe = lambda *_a: subscribed.set()
-    client.connect("127.0.0.1", port, clean_start=False, properties=props)
+    _connect(client, port, props)
     client.loop_start()
     client.subscribe(filters)
     if not subscribed.wait(10):
@@ -130,10 +142,10 @@ def bare_subscriber(port: int, messages: list[tuple[str, bytes]]) -> dict[str, A
     def on_connect(*_args: Any) -> None:
         connected_at[0] = time.monotonic()
 
-    client, props = _v5_client(client_id)
+    client, props = _session_client(client_id)
     client.on_message = on_message
     client.on_connect = on_connect
-    client.connect("127.0.0.1", port, clean_start=False, properties=props)
+    _connect(client, port, props)
     client.loop_start()
     done.wait(300)
     finished = time.monotonic()
@@ -189,7 +201,7 @@ def run_ingest(
     devices: list[SimDevice],
     processes: int,
     profile: Path | None = None,
-    protocol: int = 5,
+    protocol: int = PROTOCOL,
     receive_maximum: int = RECEIVE_MAXIMUM,
 ) -> dict[str, Any]:
     """``processes`` ingest processes (shared subscription) drain the pre-loaded stream.
@@ -245,7 +257,9 @@ def run_ingest(
     finished = time.time()
     usage = sampler.stop()
     profiling.stop(recorder)
-    starts = [log_time(b.process.log_text(since_start=True), r"event=mqtt_connected") for b in backends]
+    # From the CONNACK: a stored session's messages flow from then on, before the SUBACK
+    # (after which `event=mqtt_connected` is logged, up to one window later).
+    starts = [log_time(b.process.log_text(since_start=True), r"event=mqtt_connack") for b in backends]
     started = min(s for s in starts if s is not None)
     for backend in backends:
         backend.stop()
@@ -267,9 +281,9 @@ def run_ingest(
 
 def _label(r: dict[str, Any]) -> str:
     label = f"tincoso ingest × {r['processes']}"
-    if r["protocol"] != 5:
-        label += ", MQTT 3.1.1"
-    elif r["receive_maximum"] != RECEIVE_MAXIMUM:
+    if r["protocol"] != PROTOCOL:
+        label += ", MQTT 5" if r["protocol"] == 5 else ", MQTT 3.1.1"
+    if r["receive_maximum"] != RECEIVE_MAXIMUM:
         label += f", receive_maximum {r['receive_maximum']:,}"
     return label
 

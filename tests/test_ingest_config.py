@@ -16,7 +16,7 @@ def test_example_config_loads_with_paths_relative_to_it() -> None:
     config = load_config(EXAMPLE)
     assert config.mqtt.shared_group == "tincoso-ingest"
     assert config.mqtt.port == 1883
-    assert config.mqtt.protocol == 5
+    assert config.mqtt.protocol == 4
     assert config.registry_path == str(EXAMPLE.parent / "registry.yaml")
     assert Path(config.spool.dir).is_relative_to(EXAMPLE.parent)
     assert config.section("monitor") == {}
@@ -29,6 +29,7 @@ def test_example_config_loads_with_paths_relative_to_it() -> None:
         ({"mqtt": {"url": "http://x"}}, "mqtt.url must start with mqtt://"),
         ({"ingest": {"batch_points": "5000"}}, "ingest.batch_points must be int, got str"),
         ({"ingest": {"batch_points": 0}}, "ingest.batch_points must be >= 1"),
+        ({"ingest": {"idle_flush_ms": -5}}, r"ingest.idle_flush_ms must be >= 0 \(0 = off\), got -5"),
         ({"influx": {"gzip": 1}}, "influx.gzip must be bool"),
         ({"mqtt": {"shared_group": "a/b"}}, "mqtt.shared_group must not contain"),
         ({"ingset": {}}, r"\[ingset\] is not a known section"),

@@ -391,6 +391,32 @@ async def test_qos1_duplicate_lands_as_one_point(
     assert seqs[DEVICES[0]] == [7, 8]
 
 
+async def test_the_tail_of_a_burst_is_written_when_the_stream_pauses_not_after_batch_ms(
+    tmp_path: Path, mosquitto: LocalMosquitto, influx_db: Any
+) -> None:
+    """Once messages stop coming while some wait for their acknowledgement, ingest writes
+    them (`ingest.idle_flush_ms`) instead of holding them for ``batch_ms``: the last readings
+    of a burst reach InfluxDB at once, and a broker whose own in-flight window is smaller
+    than the ingest's (EMQX keeps 32 whatever the client asks) is not held up for
+    ``batch_ms`` at every window. Here ``batch_ms`` is a minute, longer than the wait."""
+    root = f"t{uuid.uuid4().hex[:8]}/v1"
+    settings = _config(tmp_path, mosquitto, influx_db.base_url, influx_db.name, root, batch_ms=60_000)
+    config = config_from_dict(settings)
+    publisher = Publisher(mosquitto, root)
+    sent = 250  # not a multiple of the flush-at-half-window size (receive_maximum 200 / 2)
+    want = {d: [s for s in range(sent) if s % len(DEVICES) == i] for i, d in enumerate(DEVICES)}
+    async with (
+        running_ingest(config, parse_registry(REGISTRY_YAML)),
+        InfluxClient(influx_db.base_url, influx_db.name) as influx,
+    ):
+        for seq in range(sent):
+            publisher.send(_audio(DEVICES[seq % len(DEVICES)], seq))
+        await asyncio.to_thread(publisher.flush)
+        seqs = await _wait_for(lambda: _complete_async(influx, want), limit_s=30, what="every reading")
+    publisher.close()
+    assert seqs == want
+
+
 async def _messages_in(service: IngestService, n: int) -> bool:
     await asyncio.sleep(0.3)  # let the batch holding them flush
     return service.stats.messages_in >= n

@@ -88,6 +88,7 @@ class IngestService:
             # Flush at half the broker's in-flight window: the other half keeps arriving
             # while this batch is written, instead of the broker stopping until it is.
             max_pending_acks=max(1, cfg.mqtt.receive_maximum // 2),
+            idle_ms=cfg.ingest.idle_flush_ms,
             drain_records=cfg.spool.drain_records,
             retention=cfg.influx.retention(),
         )

@@ -126,6 +126,8 @@ class MqttConnection:
                 properties=properties,
             )
             await asyncio.wait_for(asyncio.shield(self._connack), answer_s)
+            # The broker may send a stored session's messages from here on, before the SUBACK.
+            log.info("event=mqtt_connack client_id=%s", m.client_id)
             result, _mid = self._client.subscribe([(f, 1) for f in filters])
             if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 raise ConnectionLost(f"subscribe failed: {paho.error_string(result)}")

@@ -43,6 +43,10 @@ class DurableWriter:
         max_pending_acks: Flush once this many messages wait for their acknowledgement
             (the broker stops sending once its in-flight window, the MQTT receive maximum,
             is full: flushing before that keeps messages coming during the write).
+        idle_ms: Flush once no message has come for this long while some wait for their
+            acknowledgement: a broker whose own window is smaller than ours (Mosquitto's
+            20 for MQTT 3.1.1, EMQX's 32) has stopped sending, and would otherwise wait
+            ``batch_ms`` for every window. 0 turns this off.
         drain_records: Spool records per drain write.
         retention: Retention policies and rollups to create or update on connect
             (backend/rollups.py); None only creates the database.
@@ -57,6 +61,7 @@ class DurableWriter:
         batch_points: int = 5000,
         batch_ms: int = 200,
         max_pending_acks: int = 1000,
+        idle_ms: int = 20,
         drain_records: int = 20,
         retention: RetentionConfig | None = None,
     ) -> None:
@@ -67,12 +72,14 @@ class DurableWriter:
         self.batch_points = batch_points
         self.batch_ms = batch_ms
         self.max_pending_acks = max_pending_acks
+        self.idle_ms = idle_ms
         self.drain_records = drain_records
         self.influx_up = False
         self._lines: list[str] = []
         self._acks: list[Ack] = []
         self._pending_messages = 0
         self._first_at = 0.0
+        self._last_at = 0.0
         self._has_data = asyncio.Event()
         self._full = asyncio.Event()
         self._drain_wake = asyncio.Event()
@@ -89,8 +96,9 @@ class DurableWriter:
         acks never run and `failed` is set: the caller should then drop its broker
         session, so the broker redelivers them.
         """
+        self._last_at = time.monotonic()
         if not self._has_data.is_set():
-            self._first_at = time.monotonic()
+            self._first_at = self._last_at
             self._has_data.set()
         self._lines.extend(lines)
         if ack is not None:
@@ -107,11 +115,18 @@ class DurableWriter:
             group.create_task(self._flush_loop())
             group.create_task(self._drain_loop())
 
+    def _flush_at(self) -> float:
+        """When the waiting batch is due: ``batch_ms`` after its first point, or earlier
+        when the messages awaiting acknowledgement stopped coming ``idle_ms`` ago."""
+        due = self._first_at + self.batch_ms / 1000
+        if self.idle_ms and self._pending_messages:
+            due = min(due, self._last_at + self.idle_ms / 1000)
+        return due
+
     async def _flush_loop(self) -> None:
         while True:
             await self._has_data.wait()
-            remaining = self._first_at + self.batch_ms / 1000 - time.monotonic()
-            if remaining > 0 and not self._full.is_set():
+            while not self._full.is_set() and (remaining := self._flush_at() - time.monotonic()) > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), timeout=remaining)
             try:

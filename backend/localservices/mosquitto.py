@@ -18,8 +18,8 @@ from backend.localservices._process import HOST, LocalService
 # Mosquitto's default (1,000 per client) drops a field agent's backlog after a short outage.
 MAX_QUEUED_MESSAGES = 100_000
 # QoS 1 messages in flight to an MQTT 3.1.1 client (Mosquitto's default is 20): the window
-# of an ingest with ``mqtt.protocol = 4``, as ``mqtt.receive_maximum`` (default 1,000) is
-# with MQTT 5, where the client sets its own.
+# of the ingest (``mqtt.protocol = 4``, the default) is ``mqtt.receive_maximum`` (1,000), as
+# it is with MQTT 5, where the client asks for it.
 MAX_INFLIGHT_MESSAGES = 1000
 
 
