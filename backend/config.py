@@ -48,7 +48,7 @@ class MqttSettings:
     ``client_id`` must be fixed and unique per process: the broker keeps the persistent
     session (and the unacknowledged messages) under it. ``protocol`` is 4 (MQTT 3.1.1) by
     default: paho decodes an MQTT 5 PUBLISH's properties even when there are none, which
-    costs the ingest about 40 % more CPU per message (docs/benchmarks.md). With 4 the
+    costs the ingest about 70 % more CPU per message (docs/benchmarks.md). With 4 the
     broker's ``max_inflight_messages`` is the window of unacknowledged messages to us and
     ``session_expiry_s`` does not apply (the session is kept until removed); with 5 the
     ingest sends ``receive_maximum`` as its window. Either way the ingest writes a batch
