@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from backend.influx import InfluxClient
 from backend.rollups import RetentionConfig
+from backend.spool import Spool
 
 __all__ = [
     "BackendConfig",
@@ -186,12 +187,27 @@ class SpoolSettings:
     dir: str = "var/spool/ingest"
     segment_bytes: int = 8 * 1024 * 1024
     drain_records: int = 20
+    max_mb: float = 0.0
+    min_free_mb: float = 512.0
 
     def _check(self) -> None:
         if self.segment_bytes < 1024:
             raise ConfigError(f"spool.segment_bytes must be >= 1024, got {self.segment_bytes}")
+        if self.max_mb < 0:
+            raise ConfigError(f"spool.max_mb must be >= 0 (0 = no cap), got {self.max_mb}")
+        if self.min_free_mb < 0:
+            raise ConfigError(f"spool.min_free_mb must be >= 0 (0 = no floor), got {self.min_free_mb}")
         if self.drain_records < 1:
             raise ConfigError(f"spool.drain_records must be >= 1, got {self.drain_records}")
+
+    def open(self) -> Spool:
+        """The spool these settings describe (blocking: run it in a thread)."""
+        return Spool(
+            self.dir,
+            segment_bytes=self.segment_bytes,
+            max_bytes=int(self.max_mb * 2**20),
+            min_free_bytes=int(self.min_free_mb * 2**20),
+        )
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,12 @@ loss. A record torn by a crash (short, or failing its CRC) at the tail of the ne
 segment is cut off when the spool is opened; it was never acknowledged. A bad record in
 an older segment (disk corruption) ends that segment: it is counted and logged, never
 raised. One process owns a spool directory at a time (``flock`` on ``DIR/lock``).
+
+Two limits keep a long InfluxDB outage from filling the disk that InfluxDB itself (and the
+system) needs: ``max_bytes`` on what waits in the spool (appends stop once it is reached),
+and ``min_free_bytes`` left free on its file system. An append past either raises
+`SpoolFull`; the ingest then leaves the batch's messages unacknowledged, so they wait at
+the broker instead.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 import struct
 import threading
 import zlib
@@ -29,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["Position", "Record", "Spool", "SpoolError", "SpoolLocked", "encode_record"]
+__all__ = ["Position", "Record", "Spool", "SpoolError", "SpoolFull", "SpoolLocked", "encode_record"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,10 @@ MAX_RECORD_BYTES = 64 * 1024 * 1024
 
 class SpoolError(Exception):
     """The spool cannot be opened or written (disk full, permissions, record too large)."""
+
+
+class SpoolFull(SpoolError):
+    """An append would pass the spool's size cap or its disk's free-space floor."""
 
 
 class SpoolLocked(SpoolError):
@@ -109,9 +120,18 @@ class Spool:
         segment_bytes: A new segment starts once the current one reaches this size.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, segment_bytes: int = 8 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        segment_bytes: int = 8 * 1024 * 1024,
+        max_bytes: int = 0,
+        min_free_bytes: int = 0,
+    ) -> None:
         self.directory = Path(directory)
         self.segment_bytes = segment_bytes
+        self.max_bytes = max_bytes
+        self.min_free_bytes = min_free_bytes
         self.corrupt_records = 0
         self._lock = threading.Lock()
         try:
@@ -227,6 +247,7 @@ class Spool:
             raise SpoolError(f"spool record is {len(payload)} bytes, limit {MAX_RECORD_BYTES}")
         data = encode_record(payload)
         with self._lock:
+            self._check_room(len(payload), len(data))
             start: int | None = None
             try:
                 if self._tail_file.tell() >= self.segment_bytes:
@@ -240,6 +261,26 @@ class Spool:
                 raise SpoolError(f"cannot append to spool {self.directory}: {exc}") from exc
             self._depth += 1
             self._depth_bytes += len(payload)
+
+    def _check_room(self, payload_bytes: int, record_bytes: int) -> None:
+        # The cap stops appends once it is reached (the last batch may pass it), so a batch
+        # larger than the cap still finds room in an empty spool.
+        if self.max_bytes and self._depth_bytes >= self.max_bytes:
+            raise SpoolFull(
+                f"spool {self.directory} is full: {self._depth_bytes:,} bytes wait, "
+                f"its cap is {self.max_bytes:,} (spool.max_mb)"
+            )
+        if self.min_free_bytes:
+            try:
+                free = shutil.disk_usage(self.directory).free
+            except OSError as exc:
+                raise SpoolError(f"cannot check free space for spool {self.directory}: {exc}") from exc
+            if free - record_bytes < self.min_free_bytes:
+                raise SpoolFull(
+                    f"disk of spool {self.directory} is nearly full: {free // 2**20:,} MiB free, "
+                    f"{self.min_free_bytes // 2**20:,} MiB kept for InfluxDB and the system "
+                    "(spool.min_free_mb)"
+                )
 
     def _cut_back(self, start: int | None) -> None:
         # A failed write may leave part of the record behind; later appends must not follow it.

@@ -31,6 +31,7 @@ def test_example_config_loads_with_paths_relative_to_it() -> None:
         ({"ingest": {"batch_points": 0}}, "ingest.batch_points must be >= 1"),
         ({"ingest": {"idle_flush_ms": -5}}, r"ingest.idle_flush_ms must be >= 0 \(0 = off\), got -5"),
         ({"influx": {"gzip": 1}}, "influx.gzip must be bool"),
+        ({"spool": {"max_mb": -1}}, r"spool.max_mb must be >= 0 \(0 = no cap\)"),
         ({"mqtt": {"shared_group": "a/b"}}, "mqtt.shared_group must not contain"),
         ({"ingset": {}}, r"\[ingset\] is not a known section"),
     ],

@@ -236,6 +236,45 @@ async def test_disk_refusing_the_spool_leaves_messages_unacknowledged_for_redeli
     assert service.stats.messages_in > 30, "refused batches came again from the broker"
 
 
+async def test_a_full_spool_leaves_the_rest_at_the_broker_and_loses_nothing(
+    tmp_path: Path, mosquitto: LocalMosquitto, fresh_influx: Callable[..., LocalInflux]
+) -> None:
+    """InfluxDB is away and the spool reaches its cap (`spool.max_mb`): the disk does not
+    fill, the batches past the cap stay unacknowledged at the broker, and when InfluxDB is
+    back every reading lands exactly once."""
+    influxd = fresh_influx()
+    await asyncio.to_thread(influxd.stop)
+    root = f"t{uuid.uuid4().hex[:8]}/v1"
+    settings = _config(tmp_path, mosquitto, influxd.url, "tincoso", root)
+    cap = 4096
+    settings["spool"]["max_mb"] = cap / 2**20
+    settings["mqtt"]["reconnect_max_s"] = 1.0
+    config = config_from_dict(settings)
+    publisher = Publisher(mosquitto, root)
+    expected = {DEVICES[0]: range(60)}  # about 23 KB of points, more than five times the cap
+    async with (
+        running_ingest(config, parse_registry(REGISTRY_YAML)) as service,
+        InfluxClient(influxd.url, "tincoso") as influx,
+    ):
+        spool = service._spool
+        assert spool is not None
+        for seq in range(12):  # about 4.6 KB, spooled: the last batch passes the cap
+            publisher.send(_audio(DEVICES[0], seq))
+        await asyncio.to_thread(publisher.flush)
+        await _wait_for(lambda: _true(spool.depth_bytes >= cap), what="the spool reaching its cap")
+        for seq in range(12, 60):  # refused: they wait at the broker
+            publisher.send(_audio(DEVICES[0], seq))
+        await asyncio.to_thread(publisher.flush)
+        await _wait_for(lambda: _true(service.stats.messages_in >= 90), what="refused batches coming again")
+        held = spool.depth_bytes
+        await asyncio.to_thread(influxd.start)
+        seqs = await _wait_for(lambda: _complete_async(influx, expected), what="every reading")
+    publisher.close()
+    assert held < 2 * cap, f"{held} bytes spooled against a cap of {cap}: it went on spooling"
+    assert service.stats.spool_errors >= 2
+    _assert_exactly_once(seqs, expected)
+
+
 async def _true(value: bool) -> bool:
     return value
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from backend.spool import Spool, SpoolLocked, encode_record
+from backend.spool import Spool, SpoolFull, SpoolLocked, encode_record
 
 
 def _tail_segment(directory: Path) -> Path:
@@ -30,6 +30,33 @@ def test_records_come_back_in_order_across_segments(tmp_path: Path) -> None:
     assert spool.depth == 0
     assert len(list(tmp_path.glob("spool-*.log"))) == 1
     spool.close()
+
+
+def test_a_full_spool_refuses_the_next_batch_until_drained(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1000)
+    spool.append(b"x" * 600)
+    spool.append(b"y" * 600)  # the cap is not reached yet: this batch may pass it
+    with pytest.raises(SpoolFull, match=r"is full: 1,200 bytes wait, its cap is 1,000 \(spool.max_mb\)"):
+        spool.append(b"z" * 600)
+    assert spool.depth == 2  # the refused batch left nothing behind
+    records = spool.read(10)
+    spool.commit(records[-1].end)
+    spool.append(b"z" * 5000)  # drained: room again, even for a batch larger than the cap
+    assert [r.payload for r in spool.read(10)] == [b"z" * 5000]
+    spool.close()
+
+
+def test_spool_keeps_its_disks_free_space_floor(tmp_path: Path) -> None:
+    free = shutil.disk_usage(tmp_path).free
+    spool = Spool(tmp_path, min_free_bytes=free + 2**30)  # more than this disk has free
+    with pytest.raises(SpoolFull, match=r"nearly full: [\d,]+ MiB free, [\d,]+ MiB kept for InfluxDB"):
+        spool.append(b"audio,device=loa-1 rms_dbfs=-18.4 1")
+    assert spool.depth == 0
+    spool.close()
+    roomy = Spool(tmp_path, min_free_bytes=2**20)
+    roomy.append(b"audio,device=loa-1 rms_dbfs=-18.4 1")
+    assert roomy.depth == 1
+    roomy.close()
 
 
 def test_drained_records_stay_drained_after_restart(tmp_path: Path) -> None:

@@ -75,7 +75,7 @@ class IngestService:
     async def run(self, stop: asyncio.Event) -> None:
         """Ingest until ``stop`` is set; then flush, acknowledge and disconnect."""
         cfg = self.config
-        spool = await asyncio.to_thread(Spool, cfg.spool.dir, segment_bytes=cfg.spool.segment_bytes)
+        spool = await asyncio.to_thread(cfg.spool.open)
         self._spool = spool
         self._load_anchors()
         influx = cfg.influx.client()
