@@ -100,6 +100,18 @@ def recent_audio(devices: int, now_ms: int) -> Iterator[str]:
             yield line("audio", _tags(n), fields, now_ms - 60_000 * (k + 1))
 
 
+# The steady readings behind every hourly and daily heartbeat summary (rollups.py fields).
+_ROLLUP_HEARTBEAT: dict[str, FieldValue] = {
+    "signal_dbm": -80.0,
+    "signal_dbm_max": -75.0,
+    "signal_dbm_min": -85.0,
+    "temp_c": 45.0,
+    "temp_c_max": 47.0,
+    "temp_c_min": 43.0,
+    "queue_depth": 0.0,
+}
+
+
 def rollup_points(devices: int, days: int, now_ms: int) -> Iterator[str]:
     """``rollup_1h.heartbeat`` as the continuous queries write it (a device misses 1 hour in 50)."""
     first = first_day(days, now_ms)
@@ -108,17 +120,7 @@ def rollup_points(devices: int, days: int, now_ms: int) -> Iterator[str]:
         for n in range(devices):
             if missed(n, hour):
                 continue
-            fields = {
-                "uptime_s": 3600.0 * hour,
-                "signal_dbm": -80.0,
-                "signal_dbm_max": -75.0,
-                "signal_dbm_min": -85.0,
-                "temp_c": 45.0,
-                "temp_c_max": 47.0,
-                "temp_c_min": 43.0,
-                "queue_depth": 0.0,
-                "samples": 120,
-            }
+            fields = {**_ROLLUP_HEARTBEAT, "uptime_s": 3600.0 * hour, "samples": 120}
             yield line("heartbeat", _tags(n), fields, ts)
 
 
@@ -129,14 +131,8 @@ def daily_points(devices: int, days: int, now_ms: int) -> Iterator[str]:
         for n in range(devices):
             hours = [h for h in range(day * 24, day * 24 + 24) if not missed(n, h)]
             fields = {
+                **_ROLLUP_HEARTBEAT,
                 "uptime_s": 3600.0 * hours[-1],
-                "signal_dbm": -80.0,
-                "signal_dbm_max": -75.0,
-                "signal_dbm_min": -85.0,
-                "temp_c": 45.0,
-                "temp_c_max": 47.0,
-                "temp_c_min": 43.0,
-                "queue_depth": 0.0,
                 "samples": 120 * len(hours),
                 "hours": len(hours),
             }
