@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from backend.cli import main
-from backend.cli_ops import parse_duration, parse_local_time
+from backend.cli.ops import parse_duration, parse_local_time
 from backend.influx import InfluxClient, line
 from backend.registry import LOCAL_TZ
 from tests.services_fixtures import InfluxDatabase

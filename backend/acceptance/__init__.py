@@ -3,5 +3,5 @@
 ``profile`` (limits, TOML), ``checks`` (pure verdicts), ``runner`` (the MQTT session and the
 order of the checks), ``report`` (JSON, SHA-256, HTML), ``parse`` (device payloads and saved
 reports), ``text`` (Vietnamese and English wording). ``tincoso acceptance`` is in
-``backend/cli_acceptance.py``.
+``backend/cli/acceptance.py``.
 """

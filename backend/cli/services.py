@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from backend.cli import EXIT_OK, CliError, Subparsers
+from backend.cli.common import EXIT_OK, CliError, Subparsers
 from backend.localservices import LocalService, LocalServices, ServiceStatus
 
 DEFAULT_DIR = "var/"

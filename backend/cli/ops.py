@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from backend.alerts.messages import FAULT_TEXT
-from backend.cli import EXIT_OK, CliError, Subparsers
+from backend.cli.common import EXIT_OK, CliError, Subparsers
 from backend.config import BackendConfig, ConfigError, load_config
 from backend.influx import InfluxError, rows
 from backend.maintenance import FILE_NAME, MaintenanceError, MaintenanceStore

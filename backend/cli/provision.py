@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from backend.cli import EXIT_OK, CliError, Subparsers
+from backend.cli.common import EXIT_OK, CliError, Subparsers
 from backend.localservices import LocalServices
 from backend.provision.store import ProvisionError, ProvisionStore, reload_broker
 

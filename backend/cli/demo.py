@@ -14,7 +14,7 @@ import importlib.util
 import os
 import sys
 
-from backend.cli import CliError, Subparsers
+from backend.cli.common import CliError, Subparsers
 
 DEMO_MODULE = "hil_tests.demo"
 

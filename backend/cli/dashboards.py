@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from backend.cli import EXIT_OK, CliError, Subparsers
+from backend.cli.common import EXIT_OK, CliError, Subparsers
 
 
 def register(subparsers: Subparsers) -> None:

@@ -21,7 +21,7 @@ from backend.acceptance.profile import Profile, ProfileError, load_profile
 from backend.acceptance.report import build_report, now_stamp, verify, write_report
 from backend.acceptance.runner import AcceptanceError, AcceptanceRun, BrokerSettings, run_acceptance
 from backend.acceptance.text import LANGS, check_title, tr
-from backend.cli import EXIT_OK, CliError, Subparsers
+from backend.cli.common import EXIT_OK, CliError, Subparsers
 from backend.config import ConfigError, load_config
 from backend.registry import Device, Registry, RegistryError, load_registry
 

@@ -15,7 +15,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from backend.cli import EXIT_OK, CliError, Subparsers
+from backend.cli.common import EXIT_OK, CliError, Subparsers
 from backend.config import ConfigError, InfluxSettings, load_config
 from backend.influx import InfluxClient, InfluxError
 from backend.kpi.compute import compute_report

@@ -1,6 +1,6 @@
 """The ``tincoso`` command line.
 
-Each subcommand lives in its own module, listed in ``SUBCOMMAND_MODULES``. Such a module
+Each subcommand lives in its own module of this package, listed in ``COMMANDS``. Such a module
 defines ``register(subparsers)``, which adds its parser and sets ``handler`` (a function
 taking the parsed arguments and returning the exit code) with ``set_defaults``. Handlers
 raise `CliError` (or `ServiceError`) for problems the user can fix; ``main`` prints those as
@@ -10,42 +10,18 @@ one line on stderr and exits 1.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from collections.abc import Callable, Sequence
-from typing import NoReturn, TypeAlias
+from collections.abc import Sequence
 
+from backend.cli import acceptance, backend, dashboards, demo, kpi, ops, provision, services
+from backend.cli.common import EXIT_ERROR, EXIT_OK, CliError, Handler, Parser, Subparsers
 from backend.localservices import ServiceError
 
-SUBCOMMAND_MODULES = (
-    "backend.cli_services",
-    "backend.cli_provision",
-    "backend.cli_backend",
-    "backend.cli_dashboards",
-    "backend.cli_ops",
-    "backend.cli_kpi",
-    "backend.cli_acceptance",
-    "backend.cli_demo",
-)
+__all__ = ["COMMANDS", "EXIT_ERROR", "EXIT_OK", "CliError", "Handler", "Subparsers", "build_parser", "main"]
 
-Handler = Callable[[argparse.Namespace], int]
-# argparse has no public name for the object add_subparsers() returns.
-Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-
-
-class CliError(Exception):
-    """A problem the user can fix; its message is shown without a traceback."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors exit 1 like every other error, not argparse's 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+# Roles first: run the services, provision devices, run the backend, look at the fleet,
+# report, accept equipment; then the tools around them.
+COMMANDS = (services, provision, backend, ops, kpi, acceptance, dashboards, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,13 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     Returns:
         The top-level parser.
     """
-    parser = _Parser(
+    parser = Parser(
         prog="tincoso",
         description="Monitor commune speaker clusters, e-boards and LED boards.",
     )
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module_name in SUBCOMMAND_MODULES:
-        importlib.import_module(module_name).register(subparsers)
+    for command in COMMANDS:
+        command.register(subparsers)
     return parser
 
 
@@ -90,11 +66,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    # Run the imported module's main, not this __main__ copy, so that CliError raised by
-    # subcommand modules (which import backend.cli) is the class caught here.
-    from backend.cli import main as _main
-
-    sys.exit(_main())

@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 
-from backend.cli import EXIT_OK, CliError, Subparsers
+from backend.cli.common import EXIT_OK, CliError, Subparsers
 from backend.config import BackendConfig, ConfigError, load_config
 from backend.ingest import IngestService
 from backend.monitor.config import MonitorConfig
