@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := mosquitto influxdb nodejs npm
 PYTEST_ARGS ?= -n 2 --durations=10
 
-.PHONY: demo test lint typecheck pytest deps system-deps bench bench-quick clean help
+.PHONY: demo test lint typecheck pytest deps system-deps bench bench-quick clean help dist
 
 help:
 	@echo "make demo   - install what is missing, run the demo (simulated district on local services)"
@@ -26,6 +26,7 @@ lint: deps
 
 typecheck: deps
 	$(BIN)/mypy protocols backend agent dashboards hil_tests bench
+	$(BIN)/python -m agent.mcu_build typecheck
 
 pytest: deps
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -41,6 +42,15 @@ system-deps:
 	command -v npm >/dev/null || missing="$$missing npm"; \
 	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	command -v pdftoppm >/dev/null || missing="$$missing poppler-utils"; \
+	command -v cc >/dev/null || missing="$$missing gcc"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	command -v sox >/dev/null || missing="$$missing sox"; \
+	command -v arecord >/dev/null || missing="$$missing alsa-utils"; \
+	command -v Xvfb >/dev/null || missing="$$missing xvfb"; \
+	command -v xdotool >/dev/null || missing="$$missing xdotool"; \
+	command -v display >/dev/null || missing="$$missing imagemagick"; \
 	for pkg in libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core; do \
 		dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
@@ -62,6 +72,15 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# The agent's wheel (agent/ + protocols/, three dependencies): dist/tincoso_agent-*.whl, and
+# the MicroPython agent as .mpy files for an ESP32 (docs/mcu.md: flashing with mpremote).
+.PHONY: dist-wheel dist-mpy
+dist: dist-wheel dist-mpy
+dist-wheel: deps
+	$(BIN)/python packaging/build_agent_wheel.py dist
+dist-mpy: deps
+	$(BIN)/python -m agent.mcu_build mpy dist/mcu
+
 bench: deps
 	$(BIN)/python -m bench
 
@@ -69,4 +88,4 @@ bench-quick: deps
 	$(BIN)/python -m bench --quick
 
 clean:
-	rm -rf $(VENV) node_modules var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) node_modules var dist .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,1 +1,3 @@
 """tincoso agent."""
+
+__version__ = "0.1.0"

@@ -63,6 +63,36 @@ class CommandHost:
         raise NotImplementedError
 
 
+# Where Linux boards expose a hardware serial: device tree (Raspberry Pi, most ARM boards),
+# DMI (x86, root only), /proc/cpuinfo (older Pi kernels).
+SERIAL_FILES = (
+    Path("/proc/device-tree/serial-number"),
+    Path("/sys/firmware/devicetree/base/serial-number"),
+    Path("/sys/class/dmi/id/product_serial"),
+)
+
+
+def controller_serial(
+    files: tuple[Path, ...] = SERIAL_FILES, cpuinfo: Path = Path("/proc/cpuinfo")
+) -> Measured:
+    """``serial`` of the controller board and where it was read (``serial_source``); None if none."""
+    for path in files:
+        try:
+            value = path.read_bytes().replace(b"\0", b"").decode("ascii", "replace").strip()
+        except OSError:
+            continue
+        if value and value.lower() not in ("none", "to be filled by o.e.m.", "default string"):
+            return {"serial": value[:64], "serial_source": str(path)}
+    try:
+        for line in cpuinfo.read_text(encoding="ascii", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "Serial" and value.strip().strip("0"):
+                return {"serial": value.strip()[:64], "serial_source": str(cpuinfo)}
+    except OSError:
+        pass
+    return {"serial": None, "serial_source": None}
+
+
 def write_tone(path: Path, freq_hz: float, level_dbfs: float, seconds: float, rate: int = 48000) -> None:
     """Write a 16-bit mono sine WAV at ``level_dbfs`` (peak) with the stdlib ``wave`` module."""
     amplitude = 32767 * 10 ** (level_dbfs / 20)
@@ -89,7 +119,8 @@ async def run_command(argv: list[str], timeout_s: float) -> tuple[int, str]:
     except OSError as exc:
         raise CommandFailed(f"cannot run {shlex.join(argv)}: {exc.strerror or exc}") from None
     try:
-        _, err = await asyncio.wait_for(proc.communicate(), timeout=timeout_s)
+        async with asyncio.timeout(timeout_s):
+            _, err = await proc.communicate()
     except TimeoutError:
         proc.kill()
         await proc.wait()
@@ -128,6 +159,7 @@ class CommandDispatcher:
             "set_intervals": self._set_intervals,
             "reboot": self._reboot,
             "reconnect": functools.partial(command_reconnect.reconnect, host),
+            "identify": self._identify,
         }
 
     async def handle(self, data: bytes) -> None:
@@ -196,6 +228,18 @@ class CommandDispatcher:
             raise CommandFailed("no display probe that can show a test pattern is configured")
         measured = await _maybe_await(display.show_test_pattern(args["pattern"], args["seconds"]))
         return {"pattern": args["pattern"], **(measured or {})}, None
+
+    async def _identify(self, args: dict[str, Any]) -> Outcome:
+        """Modem IMEI and SIM ICCID (when a modem probe is configured) and the controller serial."""
+        measured: Measured = {"imei": None, "iccid": None, "modem_error": None}
+        modem = self.host.probe("modem")
+        if modem is not None and hasattr(modem, "identity"):
+            try:
+                measured.update(await modem.identity())
+            except Exception as exc:  # reported in the result, the rest of the identity still goes
+                measured["modem_error"] = str(exc)[:200]
+        measured.update(await asyncio.to_thread(controller_serial))
+        return measured, None
 
     async def _reboot(self, args: dict[str, Any]) -> Outcome:
         config = self.host.config

@@ -6,6 +6,8 @@ Every error names the section and key (``[mqtt] port must be an integer 1-65535,
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import shlex
 import tomllib
 from pathlib import Path
@@ -127,7 +129,7 @@ class AgentConfig:
         s.check_unknown()
 
     def _mqtt(self, s: _Section) -> None:
-        self.mqtt_host: str = s.string("host", "127.0.0.1") or "127.0.0.1"
+        self.mqtt_host: str = check_host(s.string("host", "127.0.0.1") or "127.0.0.1")
         self.mqtt_port = s.integer("port", 1883, 1, 65535)
         self.mqtt_username = s.string("username")
         self.mqtt_password = s.string("password")
@@ -147,6 +149,10 @@ class AgentConfig:
             raise ConfigError("[mqtt] reconnect_max_s must be >= reconnect_min_s")
         self.publish_timeout_s = s.number("publish_timeout_s", 15.0, 0.5, 600)
         self.topic_root: str = s.string("topic_root", topics.ROOT) or topics.ROOT
+        # Keep readings queued until the backend's delivery receipt (false: until PUBACK,
+        # for a backend without receipts); resend those without one after this long.
+        self.receipts = s.boolean("receipts", True)
+        self.receipt_timeout_s = s.number("receipt_timeout_s", 60.0, 0.5, 86400)
         s.check_unknown()
 
     def _reporting(self, s: _Section) -> None:
@@ -188,6 +194,36 @@ class AgentConfig:
         self.allow_reboot = s.boolean("allow_reboot", False)
         self.command_timeout_s = s.number("timeout_s", 90.0, 1, 3600)
         s.check_unknown()
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def check_host(host: str) -> str:
+    """Return ``host`` if it is a host name or an IP address, else raise ``ConfigError``.
+
+    A URL (``mqtt://broker:1883``) or a ``host:port`` was accepted before and then printed
+    as ``mqtt://broker:1883:8883``; the message says where the port goes instead.
+    """
+    if "://" in host:
+        raise ConfigError(
+            f"[mqtt] host must be a host name or IP address, not a URL: got {host!r} "
+            "(write the name alone and the port in [mqtt] port)"
+        )
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return host
+    if ":" in host:
+        raise ConfigError(f"[mqtt] host must not carry a port: got {host!r} (the port goes in [mqtt] port)")
+    name = host[:-1] if host.endswith(".") else host
+    if len(name) > 253 or not all(_HOST_LABEL.match(label) for label in name.split(".")):
+        raise ConfigError(
+            f"[mqtt] host must be a host name (letters, digits, '-', dots) or an IP address, got {host!r}"
+        )
+    return host
 
 
 def mqtt_password(config: AgentConfig) -> str | None:

@@ -4,8 +4,11 @@ One connection at a time, client id = device id, ``clean_session=False`` (MQTT 3
 so commands sent while the device was offline wait at the broker. On every connect the
 session bumps ``bdseq``, sets a retained Last Will ``death`` with it, publishes a
 retained ``birth`` and then drains the durable queue: a window of at most ``inflight``
-publishes, each deleted from the queue only after its PUBACK, in order. A lost
-connection is retried with exponential backoff and jitter.
+publishes, in order. With delivery receipts (the default) a PUBACK only marks messages
+sent; they leave the queue when the backend's receipt on ``<device>/receipt`` says they are
+durable, and are sent again after a reconnect or ``receipt_timeout_s`` without one.
+Without receipts each is deleted after its PUBACK. A lost connection is retried with
+exponential backoff and jitter.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import contextlib
 import logging
 import random
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,9 +26,10 @@ import aiomqtt
 from aiomqtt.client import ProtocolVersion
 
 from agent.config import AgentConfig, mqtt_password
-from agent.core.backlog import batch_payload, plan_sends
+from agent.core.reporter import Reporter
 from agent.queue import DurableQueue, QueuedMessage
-from protocols import payloads, topics
+from protocols import payloads
+from protocols.errors import InvalidPayload
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +66,9 @@ class Session:
     Args:
         config: the agent configuration.
         queue: the durable queue to drain.
-        birth_fields: returns the ``birth`` fields (``device_kind``, ``heartbeat_s``, ...).
+        reporter: the reporting loop's decisions (``agent/core/reporter.py``, shared with
+            the MicroPython agent): publishes, receipts, what to keep.
+        birth_fields: returns the ``birth`` fields for a ``bdseq``.
         stamp: returns ``(ts_ms, clock_ok, mono_ms)``.
         build: builds a sequenced message: ``build(kind, fields, seq)``.
         on_command: called with the raw payload of every message on the command topic.
@@ -71,13 +78,15 @@ class Session:
         self,
         config: AgentConfig,
         queue: DurableQueue,
-        birth_fields: Callable[[], dict[str, Any]],
+        reporter: Reporter,
+        birth_fields: Callable[[int], dict[str, Any]],
         stamp: Callable[[], tuple[int, bool, int]],
         build: Callable[[str, dict[str, Any], int], dict[str, Any]],
         on_command: Callable[[bytes], Awaitable[None]],
     ) -> None:
         self.config = config
         self.queue = queue
+        self.reporter = reporter
         self._birth_fields = birth_fields
         self._stamp = stamp
         self._build = build
@@ -89,10 +98,19 @@ class Session:
         self.bdseq = 0
         self.connected = asyncio.Event()
         self.connects = 0
-        root = config.topic_root
-        self.state_topic = topics.state_topic(config.device_id, root)
-        self.command_topic = topics.command_topic(config.device_id, root)
-        self.batch_topic = topics.batch_topic(config.device_id, root)
+        self.state_topic = reporter.state_topic
+        self.command_topic = reporter.command_topic
+        self.receipt_topic = reporter.receipt_topic
+
+    @property
+    def receipts_received(self) -> int:
+        """Valid receipts received."""
+        return self.reporter.receipts_received
+
+    @property
+    def receipts_invalid(self) -> int:
+        """Invalid receipts ignored."""
+        return self.reporter.receipts_invalid
 
     def notify(self) -> None:
         """Something was queued: send it now."""
@@ -100,10 +118,12 @@ class Session:
         self._wakeup.set()
 
     async def wait_drained(self, timeout_s: float) -> bool:
-        """Wait up to ``timeout_s`` until the queue is empty; True if it is."""
+        """Wait up to ``timeout_s`` until every queued message is sent (acknowledged by the
+        broker; with receipts some may still wait for theirs); True if it is."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._drained.wait(), timeout=timeout_s)
-        return self.queue.depth == 0
+            async with asyncio.timeout(timeout_s):
+                await self._drained.wait()
+        return (self.queue.unsent if self.config.receipts else self.queue.depth) == 0
 
     async def run(self) -> None:
         """Connect, drain, reconnect, until ``stop()``."""
@@ -124,15 +144,22 @@ class Session:
             delay = backoff.next()
             log.info("reconnecting in %.1f s (attempt %d)", delay, backoff.attempt)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
 
     async def stop(self, flush_s: float = 3.0) -> None:
         """Flush what can be flushed in ``flush_s``, publish a clean death, disconnect."""
         client = self._client
         if client is not None and self.connected.is_set():
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + flush_s
             await self.wait_drained(flush_s)
+            # With receipts, give the last readings' receipts the rest of the flush time: what
+            # is still unreceipted then stays queued and goes again at the next start.
+            while self.config.receipts and self.queue.depth and loop.time() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
             ts, ok, _mono = self._stamp()
-            death = payloads.encode(payloads.death(self.config.device_id, ts, ok, self.bdseq, "clean"))
+            death = self.reporter.will(ts, ok, self.bdseq, "clean")
             try:
                 await client.publish(self.state_topic, death, qos=1, retain=True, timeout=2.0)
             except aiomqtt.MqttError as exc:
@@ -158,7 +185,7 @@ class Session:
         ts, ok, _mono = self._stamp()
         will = aiomqtt.Will(
             self.state_topic,
-            payloads.encode(payloads.death(c.device_id, ts, ok, self.bdseq, "lwt")),
+            self.reporter.will(ts, ok, self.bdseq),
             qos=1,
             retain=True,
         )
@@ -192,7 +219,12 @@ class Session:
             c = self.config
             log.info("connected to %s:%d (bdseq %d)", c.mqtt_host, c.mqtt_port, self.bdseq)
             await client.subscribe(self.command_topic, qos=1)
-            birth = self._build("birth", {**self._birth_fields(), "bdseq": self.bdseq}, self.queue.take_seq())
+            if c.receipts:
+                await client.subscribe(self.receipt_topic, qos=1)
+            self.reporter.connected()  # with receipts: what the last connection sent may be lost
+            birth_seq = self.queue.take_seq()
+            birth = self._build("birth", self._birth_fields(self.bdseq), birth_seq)
+            log.info("birth seq %d (bdseq %d)", birth_seq, self.bdseq)  # a seq the backend does not store
             await client.publish(self.state_topic, payloads.encode(birth), qos=1, retain=True)
             self.connected.set()
             tasks = [
@@ -215,50 +247,60 @@ class Session:
         async for message in client.messages:
             payload = message.payload
             data = payload if isinstance(payload, bytes) else str(payload).encode()
+            if message.topic.value == self.receipt_topic:
+                self._on_receipt(data)
+                continue
             try:
                 await self._on_command(data)
             except Exception:  # a handler bug must not end the session
                 log.exception("command handler failed")
 
+    def _on_receipt(self, data: bytes) -> None:
+        try:
+            self.reporter.on_receipt(data)
+        except InvalidPayload as exc:
+            log.warning("ignored an invalid receipt: %s", exc)
+
     async def _send_loop(self, client: aiomqtt.Client) -> None:
-        window = self.config.inflight
+        c = self.config
+        window = c.inflight
         while True:
             self._wakeup.clear()
-            rows = self.queue.peek(window * self.config.batch_max_items)
+            limit = window * c.batch_max_items
+            if c.receipts:
+                rows = self.queue.peek_due(limit, time.monotonic(), c.receipt_timeout_s)
+            else:
+                rows = self.queue.peek(limit)
             if not rows:
-                self._drained.set()
-                await self._wakeup.wait()
+                self._drained.set()  # nothing left to send (receipts may still be due)
+                # With receipts pending, look again for messages whose receipt is overdue.
+                wait = c.receipt_timeout_s / 4 if c.receipts and self.queue.depth else None
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._wakeup.wait()
                 continue
             await self._send_window(client, rows, window)
 
     async def _send_window(self, client: aiomqtt.Client, rows: list[QueuedMessage], window: int) -> None:
-        c = self.config
-        by_id = {row.id: row for row in rows}
-        groups = plan_sends(
-            [(row.id, row.kind, len(row.payload)) for row in rows],
-            self.queue.depth,
-            c.batch_threshold,
-            c.batch_max_items,
-            c.batch_max_bytes,
-        )[:window]
+        publishes = self.reporter.publications(
+            [(row.id, row.topic, row.kind, row.payload) for row in rows], self.queue.depth, window
+        )
         # Start every publish of the window now (paho sends them in this order), then
-        # collect the PUBACKs in the same order: the acknowledged prefix is deleted even
-        # when the connection drops halfway, and the rest is resent in order.
-        pending = [asyncio.ensure_future(self._publish_group(client, [by_id[i] for i in g])) for g in groups]
+        # collect the PUBACKs in the same order: the acknowledged prefix is kept in flight
+        # (or deleted, without receipts) even when the connection drops halfway, and the
+        # rest is resent in order.
+        pending = [asyncio.ensure_future(self._publish(client, topic, data)) for _, topic, data in publishes]
         acked: list[int] = []
         try:
-            for group, fut in zip(groups, pending, strict=True):
+            for (keys, _, _), fut in zip(publishes, pending, strict=True):
                 await fut
-                acked.extend(group)
+                acked.extend(keys)
         finally:
             for fut in pending:
                 if not fut.done():
                     fut.cancel()
-            self.queue.ack(acked)
+            self.reporter.published(acked, time.monotonic())
 
-    async def _publish_group(self, client: aiomqtt.Client, group: list[QueuedMessage]) -> None:
-        if len(group) == 1:
-            await client.publish(group[0].topic, group[0].payload, qos=1)
-            return
-        data = batch_payload(self.config.device_id, [m.payload for m in group])
-        await client.publish(self.batch_topic, data, qos=1)
+    async def _publish(self, client: aiomqtt.Client, topic: str | None, data: bytes | None) -> None:
+        if topic is not None and data is not None:
+            await client.publish(topic, data, qos=1)

@@ -1,8 +1,11 @@
 """The durable store-and-forward queue (SQLite, WAL, synchronous=FULL).
 
-Every message is committed here before it is published and deleted only after the
-broker's PUBACK, so a power cut at any instant loses nothing that was accepted and
-replays at most the messages whose acknowledgement was in flight (QoS-1 duplicates).
+Every message is committed here before it is published and deleted only once the
+backend's delivery receipt covers its ``(boot_id, seq)`` (`receipted`): the broker's
+PUBACK only marks it sent (`mark_sent`), because the broker is not a durable store. So a
+power cut or a broker crash at any instant loses nothing that was accepted, and replays
+at most messages the backend may already hold (it stores a replay on the same point).
+Without receipts (``[mqtt] receipts = false``) `ack` deletes on PUBACK, as before.
 The per-boot ``seq`` and the MQTT session counter ``bdseq`` live in the same database,
 allocated in the same transaction as the message that uses them, so ``seq`` continues
 across agent restarts within a boot and restarts at 0 for a new ``boot_id``.
@@ -17,7 +20,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple
 
+from agent.core import receipts
 from agent.core.backlog import overflow
+from protocols.payloads import seq_ranges
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +36,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS seen_commands (id TEXT PRIMARY KEY, n INTEGER NOT NULL);
 """
+# Added for delivery receipts; a queue file from before gets them (NULL: delete on PUBACK).
+_RECEIPT_COLUMNS = (("boot_id", "TEXT"), ("seq", "INTEGER"), ("sent_at", "REAL"))
 _SEEN_COMMANDS_KEPT = 1000
 
 
@@ -61,6 +68,11 @@ class DurableQueue:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        for name, sql_type in _RECEIPT_COLUMNS:
+            if name not in columns:
+                self._db.execute(f"ALTER TABLE outbox ADD COLUMN {name} {sql_type}")
+        self._db.execute("CREATE INDEX IF NOT EXISTS outbox_boot_seq ON outbox (boot_id, seq)")
         with self._transaction():
             if self._meta("boot_id") != boot_id:
                 self._set_meta("boot_id", boot_id)
@@ -91,7 +103,7 @@ class DurableQueue:
     # -- counters -----------------------------------------------------------------------
     @property
     def depth(self) -> int:
-        """Messages waiting for a PUBACK."""
+        """Messages not yet receipted (or, without receipts, not yet acknowledged)."""
         return self._depth
 
     @property
@@ -135,19 +147,29 @@ class DurableQueue:
             seq = self._int_meta("next_seq")
             topic, kind, payload = make(seq)
             self._db.execute(
-                "INSERT INTO outbox (topic, kind, payload) VALUES (?, ?, ?)", (topic, kind, payload)
+                "INSERT INTO outbox (topic, kind, payload, boot_id, seq) VALUES (?, ?, ?, ?, ?)",
+                (topic, kind, payload, self.boot_id, seq),
             )
             self._set_meta("next_seq", seq + 1)
             self._depth += 1
             excess = overflow(self._depth, self.max_messages)
+            gone: list[tuple[str | None, int | None, float | None]] = []
             if excess:
+                gone = self._db.execute(
+                    "SELECT boot_id, seq, sent_at FROM outbox ORDER BY id LIMIT ?", (excess,)
+                ).fetchall()
                 self._db.execute(
                     "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)", (excess,)
                 )
                 self._set_meta("dropped", self._int_meta("dropped") + excess)
                 self._depth -= excess
         if excess:
-            log.warning("queue full (%d messages): dropped the %d oldest", self.max_messages, excess)
+            log.warning(
+                "queue full (%d messages): dropped the %d oldest: %s",
+                self.max_messages,
+                excess,
+                _describe_dropped(gone),
+            )
         return seq
 
     def peek(self, limit: int) -> list[QueuedMessage]:
@@ -158,8 +180,67 @@ class DurableQueue:
             ).fetchall()
         return [QueuedMessage(int(r[0]), str(r[1]), str(r[2]), bytes(r[3])) for r in rows]
 
+    def peek_due(self, limit: int, now: float, timeout_s: float) -> list[QueuedMessage]:
+        """The ``limit`` oldest messages to send now: never sent, or sent ``timeout_s`` ago
+        or more without a receipt."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, topic, kind, payload, sent_at FROM outbox"
+                " WHERE sent_at IS NULL OR sent_at <= ? ORDER BY id LIMIT ?",
+                (now - timeout_s, limit),
+            ).fetchall()
+        keys = receipts.due([(r[0], r[4]) for r in rows], int(now * 1000), int(timeout_s * 1000))
+        wanted = set(keys)
+        return [QueuedMessage(int(r[0]), str(r[1]), str(r[2]), bytes(r[3])) for r in rows if r[0] in wanted]
+
+    def mark_sent(self, ids: Iterable[int], now: float) -> None:
+        """The broker acknowledged these: keep them until a receipt (those without a
+        ``seq``, queued before receipts existed, are deleted)."""
+        ids = list(ids)
+        if not ids:
+            return
+        with self._transaction():
+            self._db.executemany("UPDATE outbox SET sent_at = ? WHERE id = ?", [(now, i) for i in ids])
+            cur = self._db.executemany("DELETE FROM outbox WHERE id = ? AND seq IS NULL", [(i,) for i in ids])
+            self._depth -= max(0, cur.rowcount)
+
+    def unsend_all(self) -> None:
+        """Send every unreceipted message again (after a reconnect)."""
+        with self._transaction():
+            self._db.execute("UPDATE outbox SET sent_at = NULL WHERE sent_at IS NOT NULL")
+
+    @property
+    def unsent(self) -> int:
+        """Messages not yet acknowledged by the broker (never sent, or sent again)."""
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").fetchone()
+        return int(row[0])
+
+    @property
+    def in_flight(self) -> int:
+        """Messages sent and acknowledged by the broker, waiting for their receipt."""
+        with self._lock:
+            return int(
+                self._db.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL").fetchone()[0]
+            )
+
+    def receipted(self, boot_id: str, ranges: list[list[int]]) -> int:
+        """Delete the messages of ``boot_id`` whose seq a receipt covers; return how many."""
+        if not ranges:
+            return 0
+        with self._transaction():
+            rows = self._db.execute(
+                "SELECT id, boot_id, seq FROM outbox WHERE boot_id = ? AND seq BETWEEN ? AND ?",
+                (boot_id, ranges[0][0], ranges[-1][1]),
+            ).fetchall()
+            ids = receipts.cleared([(r[0], r[1], r[2]) for r in rows], boot_id, ranges)
+            cur = self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+            removed = max(0, cur.rowcount)
+            self._depth -= removed
+        return removed
+
     def ack(self, ids: Iterable[int]) -> None:
-        """Delete messages the broker acknowledged."""
+        """Delete messages the broker acknowledged (without receipts)."""
         ids = list(ids)
         if not ids:
             return
@@ -200,3 +281,20 @@ class _Tx:
             self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
         finally:
             self._lock.release()
+
+
+def _describe_dropped(rows: list[tuple[str | None, int | None, float | None]]) -> str:
+    """Which messages a full queue dropped, for the log: ``seq 4-17 of boot <id>`` per boot
+    (an audit compares it with what the backend stored), and how many of them the broker had
+    acknowledged (their receipt not yet back: stored, or on their way to storage)."""
+    by_boot: dict[str, list[int]] = {}
+    acked = 0
+    for boot_id, seq, sent_at in rows:
+        if seq is not None:
+            by_boot.setdefault(boot_id or "?", []).append(seq)
+        acked += sent_at is not None
+    parts = []
+    for boot, seqs in by_boot.items():
+        spans = ",".join(f"{a}-{b}" if a != b else str(a) for a, b in seq_ranges(seqs))
+        parts.append(f"seq {spans} of boot {boot}")
+    return f"{'; '.join(parts) or 'no numbered message'} ({acked} of them acknowledged by the broker)"

@@ -14,15 +14,18 @@ import platform
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from agent import __version__
 from agent.clock import SYNC_CHECKS, Clock
 from agent.commands import CommandDispatcher, CommandHost, Measured
 from agent.config import AgentConfig
-from agent.core.messages import PROBE_KINDS, MessageBuilder, event_fields, heartbeat_fields
+from agent.core.audio_span import UnsentAudio
+from agent.core.messages import PROBE_KINDS, MessageBuilder, event_fields
 from agent.core.policy import ReportingPolicy
+from agent.core.reporter import Reporter
 from agent.mqtt import Session
 from agent.probes.base import Probe, ProbeError
 from agent.queue import DurableQueue
@@ -31,7 +34,7 @@ from protocols.errors import InvalidPayload
 
 log = logging.getLogger(__name__)
 
-AGENT_VERSION = "0.1.0"
+AGENT_VERSION = __version__
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 EVENT_CHECK_S = 0.25
 QUEUE_FILE = "queue.sqlite3"
@@ -87,8 +90,24 @@ def create_probes(config: AgentConfig) -> dict[str, Probe]:
         section = dict(section)
         if probe_kind(name, section) == "system":
             section.setdefault("state_dir", str(config.state_dir))
+        elif probe_kind(name, section) == "audio":
+            section.setdefault("calibration_file", str(config.state_dir / "audio_calibration.json"))
         out[name] = probe_kinds.create(name, section)
     return out
+
+
+# A fault any probe of a message sees stays seen (the screen and the serial adapter both
+# judge a board's blank and frozen).
+_RAISED_FLAGS = ("blank", "frozen", "clipping", "dead_air")
+
+
+def merge_fields(into: dict[str, Any], values: Mapping[str, Any]) -> None:
+    """Add one probe's ``values`` to a message's fields: a null never hides another probe's
+    value, and a raised fault flag stays raised."""
+    for key, value in values.items():
+        if key in into and (value is None or (key in _RAISED_FLAGS and into[key] is True)):
+            continue
+        into[key] = value
 
 
 def probe_kind(name: str, section: dict[str, Any]) -> str:
@@ -129,16 +148,37 @@ class Agent(CommandHost):
             config.deadbands,
             now_s=self.clock.mono_s(),
         )
+        # The reporting loop's decisions, shared with the MicroPython agent; this class and
+        # the MQTT session do the I/O.
+        self.reporter = Reporter(
+            config.device_id,
+            self.policy,
+            self.queue,
+            config.topic_root,
+            config.receipts,
+            config.batch_threshold,
+            config.batch_max_items,
+            config.batch_max_bytes,
+        )
         self.dispatcher = CommandDispatcher(self, self.queue.command_seen)
         self.session = Session(
-            config, self.queue, self._birth_fields, self.clock.stamp, self._build, self._on_command
+            config,
+            self.queue,
+            self.reporter,
+            self._birth_fields,
+            self.clock.stamp,
+            self._build,
+            self._on_command,
         )
         self._kinds = {name: probe_kind(name, config.probes.get(name, {})) for name in probes}
-        self.faulted: set[str] = set()
         self.invalid_messages = 0
         self._poll_lock = asyncio.Lock()
         self._command_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.polls = 0  # completed polls: systemd's watchdog is fed only while this grows
+        # Audio readings the policy did not send: they go out merged before the next one,
+        # so audio messages tile time (agent/core/audio_span.py).
+        self.unsent_audio = UnsentAudio()
 
     # -- CommandHost ---------------------------------------------------------------------
     def probe(self, name: str) -> Any | None:
@@ -168,24 +208,32 @@ class Agent(CommandHost):
         return await self.session.wait_drained(timeout_s)
 
     # -- messages ------------------------------------------------------------------------
-    def _build(self, kind: str, fields: dict[str, Any], seq: int) -> dict[str, Any]:
-        ts, ok, mono = self.clock.stamp()
+    def _build(
+        self, kind: str, fields: dict[str, Any], seq: int, stamp: tuple[int, bool, int] | None = None
+    ) -> dict[str, Any]:
+        ts, ok, mono = stamp or self.clock.stamp()
         return self.builder.build(kind, fields, seq, ts, ok, mono)
 
-    def _birth_fields(self) -> dict[str, Any]:
-        return {
-            "device_kind": self.config.device_kind,
-            "agent_version": AGENT_VERSION,
-            "heartbeat_s": max(1.0, self.policy.heartbeat_s),
-            "platform": (self.config.platform or f"{sys.platform}-{platform.machine()}")[:64],
-        }
+    def _birth_fields(self, bdseq: int) -> dict[str, Any]:
+        machine = self.config.platform or f"{sys.platform}-{platform.machine()}"
+        return self.reporter.birth(bdseq, self.config.device_kind, AGENT_VERSION, machine)
 
-    def emit(self, kind: str, fields: dict[str, Any]) -> int | None:
-        """Build, store durably and schedule one message; return its ``seq`` (None if invalid)."""
+    @property
+    def faulted(self) -> set[str]:
+        """Names of the probes failing now."""
+        return set(self.reporter.faulted)
+
+    def emit(
+        self, kind: str, fields: dict[str, Any], stamp: tuple[int, bool, int] | None = None
+    ) -> int | None:
+        """Build, store durably and schedule one message; return its ``seq`` (None if invalid).
+
+        ``stamp`` (``(ts_ms, clock_ok, mono_ms)``) dates a reading taken at an earlier poll.
+        """
         root = self.config.topic_root
 
         def make(seq: int) -> tuple[str, str, bytes]:
-            msg = self._build(kind, fields, seq)
+            msg = self._build(kind, fields, seq, stamp)
             return topics.topic_for(msg, root), kind, payloads.encode(msg)
 
         try:
@@ -200,21 +248,22 @@ class Agent(CommandHost):
     # -- polling -------------------------------------------------------------------------
     async def _read(self, name: str, probe: Probe) -> dict[str, Any] | None:
         try:
-            values = await asyncio.wait_for(probe.read(), timeout=self.config.probe_timeout_s)
+            async with asyncio.timeout(self.config.probe_timeout_s):
+                values = await probe.read()
         except Exception as exc:  # ProbeError, timeout, or a probe bug: all become a fault
             reason = str(exc) or f"no answer within {self.config.probe_timeout_s:g} s"
             if not isinstance(exc, ProbeError | TimeoutError):
                 log.exception("probe %s crashed", name)
                 reason = f"{type(exc).__name__}: {exc}"
-            if name not in self.faulted:
-                self.faulted.add(name)
+            start = self.reporter.probe_failed(name, reason)
+            if start is not None:
                 log.warning("probe %s failed: %s", name, reason)
-                self.emit("event", {"event": "fault_start", "code": "probe." + name, "detail": reason[:512]})
+                self.emit("event", start)
             return None
-        if name in self.faulted:
-            self.faulted.discard(name)
+        end = self.reporter.probe_read(name)
+        if end is not None:
             log.info("probe %s reads again", name)
-            self.emit("event", {"event": "fault_end", "code": "probe." + name})
+            self.emit("event", end)
         return dict(values)
 
     async def poll_once(self, force: bool = False) -> Measured:
@@ -224,10 +273,12 @@ class Agent(CommandHost):
             for name, probe in self.probes.items():
                 values = await self._read(name, probe)
                 if values is not None:
-                    by_kind.setdefault(PROBE_KINDS.get(self._kinds[name], name), {}).update(values)
+                    merge_fields(by_kind.setdefault(PROBE_KINDS.get(self._kinds[name], name), {}), values)
             self._note_audio(by_kind.get("audio", {}).get("playing"))
             self._emit_probe_events()
-            return self._queue_due(by_kind, force)
+            sent = self._queue_due(by_kind, force)
+            self.polls += 1
+            return sent
 
     def _note_audio(self, playing: bool | None) -> None:
         """Tell the amplifier's power meter whether audio plays (drives its ``amp_idle`` fault)."""
@@ -239,23 +290,16 @@ class Agent(CommandHost):
                 note(bool(playing), self.clock.mono_s())
 
     def _queue_due(self, by_kind: dict[str, dict[str, Any]], force: bool) -> Measured:
-        now = self.clock.mono_s()
-        sent: Measured = {}
-        if force or self.policy.heartbeat_due(now):
-            q = self.queue
-            fields = heartbeat_fields(by_kind["heartbeat"], q.depth, q.dropped, len(self.faulted))
-            sent["heartbeat_seq"] = self.emit("heartbeat", fields)
-            self.policy.heartbeat_sent(now)
-        for kind, required in (("audio", "rms_dbfs"), ("display", "power")):
-            readings = by_kind.get(kind)
-            # A power meter alone cannot make an audio message: its level fields are required.
-            if not readings or required not in readings:
-                continue
-            reason = "forced" if force else self.policy.telemetry_due(kind, readings, now)
-            if reason:
-                sent[kind + "_seq"] = self.emit(kind, readings)
-                self.policy.telemetry_sent(kind, readings, now)
-        return sent
+        q = self.queue
+        due = self.reporter.due(by_kind, self.clock.mono_s(), force, q.depth, q.dropped)
+        audio = by_kind.get("audio")
+        if any(kind == "audio" for kind, _ in due):
+            held = self.unsent_audio.take()
+            if held is not None:
+                self.emit("audio", *held)
+        elif audio and "rms_dbfs" in audio:
+            self.unsent_audio.add(audio, self.clock.stamp())
+        return {kind + "_seq": self.emit(kind, fields) for kind, fields in due}
 
     async def _poll_loop(self) -> None:
         while True:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from backend.influx import InfluxClient
 from backend.rollups import RetentionConfig
 from backend.spool import Spool
+from protocols.stored_data import SOUND_THRESHOLD_DBFS, check_sound_threshold
 
 __all__ = [
     "BackendConfig",
@@ -130,8 +131,12 @@ class InfluxSettings:
             gzip_writes=self.gzip,
         )
 
-    def retention(self) -> RetentionConfig | None:
-        """Retention policies and rollups to keep up to date, or None to leave the database alone."""
+    def retention(self, sound_threshold_dbfs: float = SOUND_THRESHOLD_DBFS) -> RetentionConfig | None:
+        """Retention policies and rollups to keep up to date, or None to leave the database alone.
+
+        Args:
+            sound_threshold_dbfs: ``[definitions]`` threshold the audio rollups use.
+        """
         if not self.manage_retention:
             return None
         return RetentionConfig(
@@ -139,6 +144,7 @@ class InfluxSettings:
             rollup_1m_days=self.rollup_1m_days or None,
             rollup_1h_days=self.rollup_1h_days or None,
             rollup_1d_days=self.rollup_1d_days or None,
+            sound_threshold_dbfs=sound_threshold_dbfs,
         )
 
     def _check(self) -> None:
@@ -168,6 +174,12 @@ class IngestSettings:
     anchor_refresh_s: float = 600.0
     clock_skew_s: float = 300.0
     invalid_log_interval_s: float = 60.0
+    # Publish a delivery receipt to each device once its readings are durable (protocols/README.md).
+    receipts: bool = True
+    # Late readings: recompute their rollups once the replay has been quiet this long.
+    late_debounce_s: float = 30.0
+    # Late readings: recompute their rollups at all (needs READ and WRITE on the database).
+    recompute_late: bool = True
 
     def _check(self) -> None:
         if self.batch_points < 1:
@@ -222,13 +234,35 @@ class BackendConfig:
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: Path | None = None
 
+    @property
+    def sound_threshold_dbfs(self) -> float:
+        """``[definitions] sound_threshold_dbfs``: the one "sounded" threshold of every reader."""
+        value = self.extra.get("definitions", {}).get("sound_threshold_dbfs", SOUND_THRESHOLD_DBFS)
+        return float(value)
+
+    def retention(self) -> RetentionConfig | None:
+        """`InfluxSettings.retention` with this config's definitions."""
+        return self.influx.retention(self.sound_threshold_dbfs)
+
     def section(self, name: str) -> dict[str, Any]:
         """A section the backend core does not type (``monitor``, ``rules``, ``alerts``, ``registry``)."""
         return dict(self.extra.get(name, {}))
 
 
 _T = TypeVar("_T", MqttSettings, InfluxSettings, IngestSettings, SpoolSettings)
-_UNTYPED = ("registry", "monitor", "rules", "alerts", "kpi")
+_UNTYPED = ("registry", "monitor", "rules", "alerts", "kpi", "definitions")
+# [definitions]: what stored data means (protocols/stored_data.py), set once for every reader.
+_DEFINITIONS = ("sound_threshold_dbfs",)
+
+
+def _check_definitions(section: dict[str, Any]) -> None:
+    for key, value in section.items():
+        if key not in _DEFINITIONS:
+            raise ConfigError(f"definitions.{key} is not a known setting (known: {', '.join(_DEFINITIONS)})")
+        try:
+            check_sound_threshold(value, f"definitions.{key}")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def _typed(cls: type[_T], name: str, raw: Any) -> _T:
@@ -288,15 +322,14 @@ def config_from_dict(
             raise ConfigError(f"[{key}] is not a known section (known: {', '.join(sorted(known))})")
     spool = _typed(SpoolSettings, "spool", raw.get("spool", {}))
     if base is not None:
-        spool = SpoolSettings(
-            dir=str(base / spool.dir), segment_bytes=spool.segment_bytes, drain_records=spool.drain_records
-        )
+        spool = replace(spool, dir=str(base / spool.dir))
     extra: dict[str, dict[str, Any]] = {}
     for name in _UNTYPED:
         section = raw.get(name, {})
         if not isinstance(section, dict):
             raise ConfigError(f"[{name}] must be a table")
         extra[name] = section
+    _check_definitions(extra["definitions"])
     registry_path = extra["registry"].get("path")
     if registry_path is not None and not isinstance(registry_path, str):
         raise ConfigError(f"registry.path must be a string, got {registry_path!r}")

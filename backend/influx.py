@@ -21,12 +21,17 @@ __all__ = [
     "InfluxUnavailable",
     "escape_tag",
     "line",
+    "line_ns",
     "point",
+    "point_ns",
     "rows",
     "series_key",
 ]
 
 FieldValue = bool | int | float | str
+
+PRECISIONS = ("ns", "u", "ms", "s")
+"""Timestamp precisions of ``/write`` (``u`` is microseconds)."""
 
 
 class InfluxError(Exception):
@@ -38,7 +43,17 @@ class InfluxUnavailable(InfluxError):
 
 
 def escape_tag(value: str) -> str:
-    """Escape a measurement name, tag key or tag value for line protocol."""
+    """Escape a measurement name, tag key or tag value for line protocol.
+
+    Line protocol cannot carry a newline or other control character there (a newline
+    would start a new point of the writer's choosing), nor a trailing backslash: each
+    becomes ``?``.
+    """
+    if not value.isprintable():
+        value = "".join(c if c.isprintable() else "?" for c in value)
+    if value.endswith("\\"):  # InfluxDB 1.x cannot parse a key or tag ending in a backslash
+        stripped = value.rstrip("\\")
+        value = stripped + "?" * (len(value) - len(stripped))
     return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
@@ -89,6 +104,11 @@ def point(series: str, fields: Mapping[str, FieldValue | None], ts_ms: int) -> s
     return f"{series} {field_part} {ts_ms}"
 
 
+def point_ns(series: str, fields: Mapping[str, FieldValue | None], ts_ns: int) -> str:
+    """As `point`, with a nanosecond timestamp: write it with ``precision="ns"``."""
+    return point(series, fields, ts_ns)
+
+
 def line(
     measurement: str,
     tags: Mapping[str, str | None],
@@ -101,6 +121,16 @@ def line(
     left out. Raises ValueError when no field is left.
     """
     return point(series_key(measurement, tags), fields, ts_ms)
+
+
+def line_ns(
+    measurement: str,
+    tags: Mapping[str, str | None],
+    fields: Mapping[str, FieldValue | None],
+    ts_ns: int,
+) -> str:
+    """As `line`, with a nanosecond timestamp: write it with ``precision="ns"``."""
+    return point(series_key(measurement, tags), fields, ts_ns)
 
 
 class InfluxClient:
@@ -154,18 +184,23 @@ class InfluxClient:
             return False
         return response.status_code == 204
 
-    async def write(self, lines: Iterable[str], *, retention_policy: str | None = None) -> int:
-        """Write points (line protocol, ms precision); return how many were sent.
+    async def write(
+        self, lines: Iterable[str], *, retention_policy: str | None = None, precision: str = "ms"
+    ) -> int:
+        """Write points (line protocol, ``precision`` one of `PRECISIONS`, every point of the
+        request in it); return how many were sent.
 
         Raises:
             InfluxUnavailable: connection failed or 5xx: nothing may be assumed written.
             InfluxError: the server refused the points (4xx), with its reason.
         """
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         points = [p for p in lines if p]
         if not points:
             return 0
         body = "\n".join(points).encode("utf-8")
-        params = {"db": self.database, "precision": "ms", **self._auth}
+        params = {"db": self.database, "precision": precision, **self._auth}
         rp = retention_policy or self.retention_policy
         if rp:
             params["rp"] = rp
@@ -199,9 +234,10 @@ class InfluxClient:
 
     async def query_all(self, q: str, *, epoch: str = "ms") -> list[list[dict[str, Any]]]:
         """Run one or more InfluxQL statements; return each statement's series."""
-        params = {"db": self.database, "q": q, "epoch": epoch, **self._auth}
+        params = {"db": self.database, "q": q, "epoch": epoch}
         try:
-            response = await self._http.post("/query", data=params)
+            # InfluxDB 1.x reads u/p from the URL (or basic auth), never from a form body.
+            response = await self._http.post("/query", data=params, params=self._auth)
         except httpx.HTTPError as exc:
             raise InfluxUnavailable(f"InfluxDB at {self.url} unreachable: {exc!r}") from exc
         if response.status_code >= 500:

@@ -9,10 +9,15 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-__all__ = ["MaintenanceError", "MaintenanceStore", "MaintenanceWindow"]
+from backend.statefile import write_json
+
+__all__ = ["MaintenanceError", "MaintenanceStore", "MaintenanceWindow", "muted_during"]
 
 FILE_NAME = "maintenance.json"
 
@@ -104,11 +109,40 @@ class MaintenanceStore:
         self._save(kept)
         return True
 
+    def end_at(self, window_id: str, end: float) -> MaintenanceWindow | None:
+        """Move a window's end (not before its start); None if there is no such window."""
+        windows = self.windows()
+        found = next((w for w in windows if w.id == window_id), None)
+        if found is None:
+            return None
+        moved = replace(found, end=max(end, found.start + 1))
+        self._save([moved if w.id == window_id else w for w in windows])
+        return moved
+
     def _save(self, windows: list[MaintenanceWindow]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(
-            json.dumps([asdict(w) for w in windows], ensure_ascii=False, indent=1), encoding="utf-8"
-        )
-        os.replace(tmp, self.path)
+        write_json(self.path, [asdict(w) for w in windows])
         self._stamp = None
+
+
+@contextmanager
+def muted_during(
+    store: MaintenanceStore,
+    device: str,
+    reason: str,
+    *,
+    longest_s: float = 3600.0,
+    tail_s: float = 300.0,
+    clock: Callable[[], float] = time.time,
+) -> Iterator[MaintenanceWindow]:
+    """Mute ``device`` while the block runs (a vendor's acceptance test), then ``tail_s`` more.
+
+    The window is written before the block with a generous end (``longest_s``), so a crash
+    cannot leave the device muted for ever, and is cut to ``tail_s`` after the block: long
+    enough for the reconnect the test forced to settle before alerts go out again.
+    """
+    start = clock()
+    window = store.add("device", device, start, start + longest_s, reason)
+    try:
+        yield window
+    finally:
+        store.end_at(window.id, clock() + tail_s)

@@ -24,6 +24,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from protocols.errors import InvalidTopic
 from protocols.payloads import DEVICE_KINDS
+from protocols.stored_data import LOCAL_TZ_ABBREV, LOCAL_UTC_OFFSET_S, device_tags
 from protocols.topics import check_device_id
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
     "parse_registry",
 ]
 
-LOCAL_TZ = timezone(timedelta(hours=7), "ICT")
+LOCAL_TZ = timezone(timedelta(seconds=LOCAL_UTC_OFFSET_S), LOCAL_TZ_ABBREV)
 RADIO_SYSTEMS = ("ip", "fm_wired", "fm_wireless")
 UNIT_TYPES = ("commune", "town")
 LANGUAGES = ("vi", "en")
@@ -130,6 +131,8 @@ class Registry:
     communes: Mapping[str, Commune]
     devices: Mapping[str, Device]
     path: str = ""
+    # Who hears about the district as a whole (server health, district-wide outages).
+    district_contacts: tuple[Technician, ...] = ()
     _by_commune: dict[str, tuple[Device, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     def device(self, device_id: str) -> Device | None:
@@ -182,7 +185,8 @@ class Registry:
         device = self.device(device_id)
         if device is None:
             return {"device": device_id}
-        return {"device": device_id, "commune": device.commune, "hamlet": device.hamlet, "kind": device.kind}
+        tags = device_tags(device_id, device.commune, device.hamlet, device.kind)
+        return {name: value for name, value in tags.items() if value is not None}
 
 
 def local_time(ts: float) -> datetime:
@@ -347,7 +351,7 @@ class _Reader:
             return None
 
     def registry(self, root: _Field) -> Registry:
-        top = self.collect(_mapping, root, ("district", "communes", "devices"))
+        top = self.collect(_mapping, root, ("district", "communes", "devices", "district_contacts"))
         if top is None:
             raise RegistryError(self.problems)
         district = self.collect(lambda: _text(_required(root, top, "district"))) or ""
@@ -363,9 +367,13 @@ class _Reader:
             device = self.collect(self.device, item, devices, communes)
             if device is not None:
                 devices[device.id] = device
+        contacts: tuple[Technician, ...] = ()
+        if "district_contacts" in top:
+            items = self.collect(lambda: list(_sequence(top["district_contacts"]))) or []
+            contacts = tuple(c for c in (self.collect(self.technician, t) for t in items) if c is not None)
         if self.problems or len(devices) < device_count:
             raise RegistryError(self.problems)
-        return Registry(district=district, communes=communes, devices=devices, path=self.source)
+        return Registry(district, communes, devices, path=self.source, district_contacts=contacts)
 
     def commune(self, f: _Field, seen: dict[str, Commune]) -> Commune:
         known = ("id", "name", "type", "radio_system", "website", "schedule", "board_hours", "technicians")

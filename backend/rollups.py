@@ -28,7 +28,10 @@ A continuous query only summarises the interval that just ended (plus its RESAMP
 window), so readings that arrive later (a batch replayed after an outage) need
 `backfill`, which runs the same SELECT ... INTO over a past range. The daily level runs
 every hour over the current and the previous day, so today's point grows during the day
-and yesterday's takes in the last hour's summary after midnight.
+and yesterday's takes in the last hour's summary after midnight. A changed
+``[definitions] sound_threshold_dbfs`` replaces the audio continuous queries
+(`ensure_retention_and_rollups` names them) and the ingest recomputes the rollups of all
+``raw`` data with it (`backend.ingest.late_data`), so no panel mixes two thresholds.
 """
 
 from __future__ import annotations
@@ -38,11 +41,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from backend.influx import InfluxClient, InfluxError
+from protocols import stored_data
+from protocols.stored_data import RAW_RP, ROLLUP_1D_RP, ROLLUP_1H_RP, ROLLUP_1M_RP
 
 __all__ = [
     "CONDITIONAL_FIELDS",
     "LEVELS",
     "RAW_RP",
+    "RECOMPUTE_WINDOW_MS",
     "ROLLUP_1D_RP",
     "ROLLUP_1H_RP",
     "ROLLUP_1M_RP",
@@ -54,19 +60,16 @@ __all__ = [
     "RetentionConfig",
     "Rollup",
     "backfill",
+    "conditional_fields",
     "ensure_retention_and_rollups",
     "rollups",
 ]
 
 log = logging.getLogger(__name__)
 
-RAW_RP = "raw"
-ROLLUP_1M_RP = "rollup_1m"
-ROLLUP_1H_RP = "rollup_1h"
-ROLLUP_1D_RP = "rollup_1d"
 CQ_PREFIX = "tincoso_"
 # GROUP BY time(1d, VN_DAY_OFFSET) starts days at 00:00 UTC+7 (Vietnam has no daylight saving).
-VN_DAY_OFFSET = "-7h"
+VN_DAY_OFFSET = stored_data.INFLUX_DAY_OFFSET
 # Daily points are sparse (365 a year per series), so rollup_1d keeps a year per shard
 # group instead of InfluxDB's week: a 30-day query over 10,000 devices opens 10,000 series
 # in one or two shards, not five (1.5-2 times faster: docs/benchmarks.md section 5).
@@ -76,56 +79,40 @@ DAILY_SHARD = "52w"
 _DAILY_SHARD_SHOWN = "8736h0m0s"
 _DAILY_SHARD_MIN_DAYS = 52 * 7
 
-# Audio counts as really sounding above this RMS: the agent's dead-air threshold and the
-# KPI report's default (backend/kpi), so dashboards and the report agree.
-SOUND_THRESHOLD_DBFS = -50
-SOUNDED_WHERE = f'"playing" = true AND "dead_air" = false AND "rms_dbfs" > {SOUND_THRESHOLD_DBFS}'
-SILENT_WHERE = f'"playing" = true AND ("dead_air" = true OR "rms_dbfs" <= {SOUND_THRESHOLD_DBFS})'
+# Audio counts as really sounding above this RMS (protocols/stored_data.py, the default
+# of backend.toml's [definitions] sound_threshold_dbfs). These module constants are the
+# default's conditions; `rollups` builds them for the configured threshold.
+SOUND_THRESHOLD_DBFS = stored_data.SOUND_THRESHOLD_DBFS
+SOUNDED_WHERE = stored_data.sounded_where(SOUND_THRESHOLD_DBFS)
+SILENT_WHERE = stored_data.silent_where(SOUND_THRESHOLD_DBFS)
 
-ROLLUP_FIELDS: dict[str, dict[str, str]] = {
-    "heartbeat": {
-        "uptime_s": "max",
-        "temp_c": "mean",
-        "signal_dbm": "mean",
-        "disk_free_mb": "min",
-        "queue_depth": "max",
-        "queue_dropped": "max",
-    },
-    "audio": {
-        "rms_dbfs": "mean",
-        "peak_dbfs": "max",
-        "dead_air_s": "max",
-        "volume": "mean",
-        "amp_power_w": "mean",
-        "amp_voltage_v": "mean",
-        "amp_current_a": "mean",
-        "amp_energy_wh": "max",
-    },
-    "display": {
-        "brightness": "mean",
-        "failed_modules": "max",
-        "temp_c": "mean",
-        "source_sync_age_s": "max",
-    },
-}
+ROLLUP_FIELDS: dict[str, dict[str, str]] = stored_data.ROLLUP_FIELDS
 
 # The field counted as ``samples``: one that every reading of the measurement carries.
-SAMPLE_FIELD = {"heartbeat": "uptime_s", "audio": "rms_dbfs", "display": "power"}
+SAMPLE_FIELD = stored_data.SAMPLE_FIELD
 
-# measurement -> (rolled-up field, raw aggregate, raw condition)
-CONDITIONAL_FIELDS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "audio": (
-        ("played_s", 'sum("window_s")', '"playing" = true'),
-        ("sounded_s", 'sum("window_s")', SOUNDED_WHERE),
-        ("silent_s", 'sum("window_s")', SILENT_WHERE),
-    ),
-    "display": (
-        ("dark_samples", 'count("power")', '"power" = false'),
-        ("blank_samples", 'count("blank")', '"blank" = true'),
-        ("frozen_samples", 'count("frozen")', '"frozen" = true'),
-        ("unlit_samples", 'count("power")', '"power" = false OR "blank" = true OR "frozen" = true'),
-    ),
-}
+
+def conditional_fields(
+    sound_threshold_dbfs: float = SOUND_THRESHOLD_DBFS,
+) -> dict[str, tuple[tuple[str, str, str], ...]]:
+    """measurement -> (rolled-up field, raw aggregate, raw condition), for a threshold."""
+    return {
+        "audio": (
+            (stored_data.PLAYED_S, 'sum("window_s")', '"playing" = true'),
+            (stored_data.SOUNDED_S, 'sum("window_s")', stored_data.sounded_where(sound_threshold_dbfs)),
+            (stored_data.SILENT_S, 'sum("window_s")', stored_data.silent_where(sound_threshold_dbfs)),
+        ),
+        "display": (
+            ("dark_samples", 'count("power")', '"power" = false'),
+            ("blank_samples", 'count("blank")', '"blank" = true'),
+            ("frozen_samples", 'count("frozen")', '"frozen" = true'),
+            ("unlit_samples", 'count("power")', stored_data.BOARD_UNLIT_WHERE),
+        ),
+    }
+
+
+# measurement -> (rolled-up field, raw aggregate, raw condition), at the default threshold
+CONDITIONAL_FIELDS: dict[str, tuple[tuple[str, str, str], ...]] = conditional_fields()
 
 _UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
@@ -177,6 +164,10 @@ LEVELS: dict[str, Level] = {
 }
 
 
+# Readings older than this miss the 1-minute continuous query (its RESAMPLE FOR): late data.
+RECOMPUTE_WINDOW_MS = _ms(LEVELS["1m"].resample_for)
+
+
 @dataclass(frozen=True)
 class RetentionConfig:
     """How long each policy keeps points, in days; None keeps them forever.
@@ -186,14 +177,18 @@ class RetentionConfig:
         rollup_1m_days: One-minute summaries.
         rollup_1h_days: One-hour summaries.
         rollup_1d_days: Daily summaries (Vietnam days).
+        sound_threshold_dbfs: The "sounded"/"silent" threshold of the audio rollups
+            (``[definitions]`` in backend.toml); a change re-creates their continuous queries.
     """
 
     raw_days: int | None = 400
     rollup_1m_days: int | None = 1100
     rollup_1h_days: int | None = None
     rollup_1d_days: int | None = None
+    sound_threshold_dbfs: float = SOUND_THRESHOLD_DBFS
 
     def __post_init__(self) -> None:
+        stored_data.check_sound_threshold(self.sound_threshold_dbfs, "retention sound_threshold_dbfs")
         for name in ("raw_days", "rollup_1m_days", "rollup_1h_days", "rollup_1d_days"):
             days = getattr(self, name)
             # InfluxDB refuses policies shorter than one hour; a day is the useful floor.
@@ -235,6 +230,24 @@ class Rollup:
             f"GROUP BY {level.group_by_time}, *"
         )
 
+    def zero_select(self, database: str, time_range: str) -> str | None:
+        """For a conditional 1-minute rollup: write 0 into every interval of the range first.
+
+        A SELECT ... INTO writes nothing for an interval where no reading matches, so a
+        recomputation (a changed threshold) would leave the old value standing; the zeros
+        make the recomputed sums complete. None for the other rollups.
+        """
+        if self.level != "1m" or self.condition is None:
+            return None
+        level = LEVELS[self.level]
+        aggregate = self.select_list.rsplit(" AS ", 1)
+        return (
+            f"SELECT {aggregate[0]} * 0 AS {aggregate[1]} "
+            f'INTO "{database}"."{level.target}"."{self.measurement}" '
+            f'FROM "{database}"."{level.source}"."{self.measurement}" WHERE {time_range} '
+            f"GROUP BY {level.group_by_time}, *"
+        )
+
     def create_statement(self, database: str) -> str:
         """The ``CREATE CONTINUOUS QUERY`` statement."""
         level = LEVELS[self.level]
@@ -267,8 +280,9 @@ def _main_select(measurement: str, level: str) -> str:
     return ", ".join(parts)
 
 
-def rollups() -> Iterator[Rollup]:
+def rollups(sound_threshold_dbfs: float = SOUND_THRESHOLD_DBFS) -> Iterator[Rollup]:
     """Every continuous query tincoso wants, level by level (1-minute ones first)."""
+    conditional = conditional_fields(sound_threshold_dbfs)
     for level in LEVELS:
         for measurement in ROLLUP_FIELDS:
             yield Rollup(
@@ -278,7 +292,7 @@ def rollups() -> Iterator[Rollup]:
                 _main_select(measurement, level),
                 None,
             )
-            for field, aggregate, condition in CONDITIONAL_FIELDS.get(measurement, ()):
+            for field, aggregate, condition in conditional.get(measurement, ()):
                 if level == "1m":
                     yield Rollup(
                         f"{CQ_PREFIX}{level}_{measurement}_{field}",
@@ -356,9 +370,10 @@ async def _ensure_policies(influx: InfluxClient, config: RetentionConfig) -> Non
             await influx.query(f'ALTER RETENTION POLICY "{rp}" ON "{db}" DURATION {_duration(days)}{suffix}')
 
 
-async def _ensure_continuous_queries(influx: InfluxClient) -> None:
+async def _ensure_continuous_queries(influx: InfluxClient, sound_threshold_dbfs: float) -> list[str]:
     db = influx.database
-    wanted = {rollup.name: rollup for rollup in rollups()}
+    replaced: list[str] = []
+    wanted = {rollup.name: rollup for rollup in rollups(sound_threshold_dbfs)}
     shown = await influx.query("SHOW CONTINUOUS QUERIES")
     existing = {
         values[0] for series in shown if series.get("name") == db for values in series.get("values", [])
@@ -376,9 +391,13 @@ async def _ensure_continuous_queries(influx: InfluxClient) -> None:
                 raise
             await influx.query(f'DROP CONTINUOUS QUERY "{rollup.name}" ON "{db}"')
             await influx.query(statement)
+            replaced.append(rollup.name)
+    return replaced
 
 
-async def ensure_retention_and_rollups(influx: InfluxClient, config: RetentionConfig | None = None) -> None:
+async def ensure_retention_and_rollups(
+    influx: InfluxClient, config: RetentionConfig | None = None
+) -> list[str]:
     """Create the database, retention policies and continuous queries, or bring them up to date.
 
     Safe to run at every start and from several processes: unchanged objects are left
@@ -389,17 +408,28 @@ async def ensure_retention_and_rollups(influx: InfluxClient, config: RetentionCo
         influx: Client of the tincoso database.
         config: Retention per policy; None uses `RetentionConfig`'s defaults.
 
+    Returns:
+        The continuous queries replaced because their statement changed (a new
+        ``sound_threshold_dbfs``): the rollups they made before say what the old one did,
+        so the caller should recompute them (the ingest does, see `backend.ingest.late_data`).
+
     Raises:
         InfluxError: InfluxDB refused a statement (its message names it).
         InfluxUnavailable: InfluxDB did not answer.
     """
+    config = config or RetentionConfig()
     await influx.create_database()
-    await _ensure_policies(influx, config or RetentionConfig())
-    await _ensure_continuous_queries(influx)
+    await _ensure_policies(influx, config)
+    return await _ensure_continuous_queries(influx, config.sound_threshold_dbfs)
 
 
 async def backfill(
-    influx: InfluxClient, start_ms: int, end_ms: int, *, levels: tuple[str, ...] = tuple(LEVELS)
+    influx: InfluxClient,
+    start_ms: int,
+    end_ms: int,
+    *,
+    levels: tuple[str, ...] = tuple(LEVELS),
+    sound_threshold_dbfs: float = SOUND_THRESHOLD_DBFS,
 ) -> int:
     """Run the continuous queries' SELECT ... INTO over ``[start_ms, end_ms)``.
 
@@ -414,6 +444,7 @@ async def backfill(
         start_ms: Range start, epoch milliseconds, included.
         end_ms: Range end, epoch milliseconds, excluded.
         levels: Which levels to fill.
+        sound_threshold_dbfs: The threshold the continuous queries use (``RetentionConfig``).
 
     Returns:
         How many rolled-up points InfluxDB wrote.
@@ -431,9 +462,12 @@ async def backfill(
         start, end = LEVELS[level].align(start_ms, end_ms)
         # Integer time literals are nanoseconds; "ms" durations overflow for epoch values.
         time_range = f"time >= {start * 1_000_000} AND time < {end * 1_000_000}"
-        for rollup in rollups():
+        for rollup in rollups(sound_threshold_dbfs):
             if rollup.level != level:
                 continue
+            zero = rollup.zero_select(influx.database, time_range)
+            if zero is not None:
+                await influx.query(zero)
             for series in await influx.query(rollup.select(influx.database, time_range)):
                 for values in series.get("values", []):
                     written += int(values[1])

@@ -14,7 +14,18 @@ import traceback
 
 from bench.common import say
 
-BENCHMARKS = ("ingest", "fleet", "detection", "agent_cost", "queries")
+BENCHMARKS = (
+    "ingest",
+    "fleet",
+    "detection",
+    "agent_cost",
+    "queries",
+    "drill",
+    "fuzz",
+    "broker_save",
+    "mcu_heap",
+    "areas",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

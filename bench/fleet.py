@@ -19,12 +19,14 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from backend.localservices import LocalInflux
 from bench import profiling
 from bench.common import (
     REPO,
@@ -53,8 +55,9 @@ DEFAULTS = {
 class Sim:
     """The `bench.fleetsim` child process and its stdin/stdout protocol."""
 
-    def __init__(self, port: int, devices: int, log: Path) -> None:
+    def __init__(self, port: int, devices: int, log: Path, extra: list[str] | None = None) -> None:
         command = [sys.executable, "-m", "bench.fleetsim", "--port", str(port), "--devices", str(devices)]
+        command += extra or []
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
             command, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log
@@ -93,10 +96,16 @@ def online_states(url: str, database: str) -> dict[str, bool]:
     return {s["tags"]["device"]: bool(s["values"][0][1]) for s in series}
 
 
-def lag_probe(port: int, url: str, database: str, samples: int, every_s: float) -> list[float]:
+def lag_probe(
+    port: int, url: str, database: str, samples: int, every_s: float, secure: Secure | None = None
+) -> list[float]:
     """Publish-to-queryable seconds of ``samples`` probe heartbeats sent through the same broker."""
     sim = SimDevice(PROBE)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-probe-{uuid.uuid4().hex[:6]}")
+    client_id = PROBE if secure else f"bench-probe-{uuid.uuid4().hex[:6]}"
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    if secure is not None:
+        client.tls_set(ca_certs=str(secure.ca))
+        client.username_pw_set(PROBE, secure.passwords[PROBE])
     client.connect("127.0.0.1", port)
     client.loop_start()
     lags = []
@@ -132,29 +141,91 @@ def wait_for(check: Any, timeout: float, every: float = 1.0) -> bool:
     return bool(check())
 
 
+class Secure(NamedTuple):
+    """The deployed broker's settings for one step: TLS, per-device passwords, ACLs."""
+
+    device_port: int
+    ca: Path
+    passwords: dict[str, str]
+    passwords_file: Path
+    backend: dict[str, Any]
+
+
+@contextlib.contextmanager
+def secure_services(root: Path, names: list[str]) -> Iterator[tuple[Any, Any, Secure]]:
+    """Mosquitto as `tincoso server` runs it (TLS, passwords, ACLs) and InfluxDB, under ``root``."""
+    from backend.provision.acl import render_acl
+    from backend.provision.broker import secure_mosquitto
+    from backend.provision.passwd import PasswordFile
+    from backend.provision.store import ProvisionStore
+
+    store = ProvisionStore(root / "secrets")
+    user, password = store.ensure_backend()
+    passwords = {name: uuid.uuid4().hex for name in names}
+    # One write for the whole fleet (provisioning devices one by one rewrites the files each time).
+    passwd = PasswordFile(store.passwd_path)
+    for name, secret in passwords.items():
+        passwd.set(name, secret)
+    passwd.save()
+    store.acl_path.write_text(render_acl(names, [user]), encoding="utf-8")
+    broker, device_port = secure_mosquitto(root, store)
+    influx = LocalInflux(root)
+    passwords_file = root / "passwords.json"
+    passwords_file.write_text(json.dumps(passwords), encoding="utf-8")
+    backend = {
+        "url": f"mqtts://127.0.0.1:{broker.port}",
+        "username": user,
+        "password": password,
+        "tls_ca": str(store.ca.cert_path),
+    }
+    try:
+        broker.start()
+        influx.start()
+        yield broker, influx, Secure(device_port, store.ca.cert_path, passwords, passwords_file, backend)
+    finally:
+        for service in (influx, broker):
+            with contextlib.suppress(Exception):
+                service.stop()
+
+
 def step(
-    root: Path, devices: int, window_s: float, kill_share: float, profile: Path | None = None
+    root: Path,
+    devices: int,
+    window_s: float,
+    kill_share: float,
+    profile: Path | None = None,
+    *,
+    secure: bool = False,
 ) -> dict[str, Any]:
     """One fleet size: connect, steady window, kill a subset, check state tracking.
 
-    With ``profile``, py-spy samples the backend over the steady window into that file.
+    With ``profile``, py-spy samples the backend over the steady window into that file. With
+    ``secure``, the broker is the deployed one: devices over TLS with per-device passwords.
     """
-    with services(root / f"step-{devices}") as (broker, influx):
+    where = root / f"step-{devices}{'-tls' if secure else ''}"
+    accounts = [d.id for d in fleet(devices)] + [PROBE]
+    with contextlib.ExitStack() as stack:
+        tls: Secure | None = None
+        if secure:
+            broker, influx, tls = stack.enter_context(secure_services(where, accounts))
+        else:
+            broker, influx = stack.enter_context(services(where))
         registry = write_registry(
-            root / f"registry-{devices}.yaml",
+            where / "registry.yaml",
             [*fleet(devices), FleetDevice(PROBE, "speaker_cluster", "trang-xa", "Xóm 1")],
         )
         backend = BackendProcess(
-            root / f"backend-{devices}",
+            where / "backend",
             mqtt_port=broker.port,
             influx_url=influx.url,
             database="tincoso",
             registry_path=registry,
-            sections=DEFAULTS,
+            sections={**DEFAULTS, "mqtt": {**DEFAULTS["mqtt"], **(tls.backend if tls else {})}},
         )
         backend.start(timeout=60)
         assert backend.process.pid is not None
-        sim = Sim(broker.port, devices, root / f"fleetsim-{devices}.log")
+        extra = ["--tls-ca", str(tls.ca), "--passwords", str(tls.passwords_file)] if tls else []
+        sim = Sim(tls.device_port if tls else broker.port, devices, where / "fleetsim.log", extra)
         try:
             began = time.monotonic()
             ready = sim.answer(timeout=600)
@@ -170,7 +241,8 @@ def step(
             ).start()
             recorder = profiling.start(backend.process.pid, profile) if profile else None
             probes = max(3, int(window_s / 10))
-            lags = lag_probe(broker.port, influx.url, "tincoso", probes, window_s / probes)
+            port = tls.device_port if tls else broker.port
+            lags = lag_probe(port, influx.url, "tincoso", probes, window_s / probes, tls)
             usage = sampler.stop()
             profiling.stop(recorder)
             say(f"fleet {devices:,}: window done; checking state tracking")
@@ -203,6 +275,7 @@ def step(
             offline = {n for n in names if not states.get(n, False)}
             result = {
                 "devices": devices,
+                "broker": "TLS, per-device passwords, ACLs" if tls else "plain",
                 "connect_s": ready["connect_s"],
                 "window_s": round(time.monotonic() - began, 1),
                 "messages_acked": stats["acked"],
@@ -233,12 +306,16 @@ def run(quick: bool) -> dict[str, Any]:
     with workdir("fleet") as root:
         for devices in steps:
             results["steps"].append(step(root, devices, window_s, kill_share=0.1))
+        # The deployed configuration (`tincoso server`): devices over TLS with per-device
+        # passwords and ACLs, the backend on its TLS loopback listener; beside the plain run.
+        results["tls_steps"] = [step(root, steps[-1], window_s, kill_share=0.1, secure=True)]
     rows = []
-    for r in results["steps"]:
+    for r in [*results["steps"], *results["tls_steps"]]:
         u = r["usage"]
         rows.append(
             [
                 r["devices"],
+                "TLS + passwords" if r.get("broker", "plain") != "plain" else "plain",
                 u["backend"]["cpu_mean_pct"],
                 u["backend"]["rss_max_mb"],
                 u["mosquitto"]["cpu_mean_pct"],
@@ -254,6 +331,7 @@ def run(quick: bool) -> dict[str, Any]:
         f"Fleet scale (heartbeat 30 s, snapshot 300 s; steady window {window_s:.0f} s; 10 % killed)",
         [
             "devices",
+            "broker",
             "backend CPU % (1 core)",
             "backend RSS MiB",
             "mosquitto CPU %",
@@ -284,5 +362,31 @@ def profile_main() -> None:
     print(json.dumps(result["profile"], indent=1, ensure_ascii=False))
 
 
+def tls_main(devices: int) -> None:
+    """``python -m bench.fleet tls DEVICES``: the plain and the deployed (TLS) broker, one size.
+
+    Writes ``bench/results/fleet-tls.json``; the same step as `run` with the same window.
+    """
+    with workdir("fleet-tls") as root:
+        plain = step(root, devices, 75.0, kill_share=0.1)
+        secure = step(root, devices, 75.0, kill_share=0.1, secure=True)
+    result = {"plain": plain, "tls": secure}
+    for name, r in result.items():
+        u = r["usage"]
+        say(
+            f"{name}: backend CPU {u['backend']['cpu_mean_pct']} %, RSS {u['backend']['rss_max_mb']} MiB, "
+            f"mosquitto CPU {u['mosquitto']['cpu_mean_pct']} %, connect {r['connect_s']} s, "
+            f"lag p50/max {r['lag_p50_s']}/{r['lag_max_s']} s, exact {r['all_online'] and r['state_exact']}"
+        )
+    ratio = result["tls"]["usage"]["mosquitto"]["cpu_mean_pct"] / max(
+        0.01, result["plain"]["usage"]["mosquitto"]["cpu_mean_pct"]
+    )
+    say(f"mosquitto CPU, TLS against plain: {ratio:.2f}x")
+    write_result("fleet-tls", False, result)
+
+
 if __name__ == "__main__":
-    profile_main()
+    if len(sys.argv) > 2 and sys.argv[1] == "tls":
+        tls_main(int(sys.argv[2]))
+    else:
+        profile_main()

@@ -23,9 +23,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import ssl
 import struct
 import sys
 import time
+from pathlib import Path
 
 from agent.core.policy import ReportingPolicy
 from bench.messages import SimDevice, audio, heartbeat
@@ -45,11 +47,18 @@ def _str(text: str | bytes) -> bytes:
     return struct.pack("!H", len(data)) + data
 
 
-def connect_packet(client_id: str, keepalive: int, will_topic: str, will: bytes) -> bytes:
-    """CONNECT: MQTT 3.1.1, persistent session, retained QoS 1 will."""
+def connect_packet(
+    client_id: str, keepalive: int, will_topic: str, will: bytes, password: str | None = None
+) -> bytes:
+    """CONNECT: MQTT 3.1.1, persistent session, retained QoS 1 will; with ``password``, the
+    device id as user name (the deployed broker's per-device passwords)."""
     flags = 0x04 | 0x08 | 0x20  # will, will QoS 1, will retain; clean session off
+    if password is not None:
+        flags |= 0x80 | 0x40
     body = _str("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive)
     body += _str(client_id) + _str(will_topic) + _str(will)
+    if password is not None:
+        body += _str(client_id) + _str(password)
     return b"\x10" + _length(len(body)) + body
 
 
@@ -92,9 +101,13 @@ class Agent:
         self.last_sent = time.monotonic()
 
     async def connect(self) -> None:
-        reader, writer = await asyncio.open_connection(self.args.host, self.args.port)
+        tls = self.args.tls_context
+        reader, writer = await asyncio.open_connection(
+            self.args.host, self.args.port, ssl=tls, server_hostname=self.args.host if tls else None
+        )
         will_topic, will = self.sim.death(1)
-        writer.write(connect_packet(self.sim.device, self.args.keepalive_s, will_topic, will))
+        password = self.args.password_of.get(self.sim.device) if self.args.password_of else None
+        writer.write(connect_packet(self.sim.device, self.args.keepalive_s, will_topic, will, password))
         header = await reader.readexactly(4)
         if header[0] != 0x20 or header[3] != 0:
             raise RuntimeError(f"{self.sim.device}: CONNACK refused ({header!r})")
@@ -194,7 +207,12 @@ def main() -> None:
     parser.add_argument("--snapshot-s", type=float, default=300.0)
     parser.add_argument("--keepalive-s", type=int, default=30)
     parser.add_argument("--connect-parallel", type=int, default=100)
-    asyncio.run(main_async(parser.parse_args()))
+    parser.add_argument("--tls-ca", help="connect with TLS, verifying the broker against this CA")
+    parser.add_argument("--passwords", help="JSON file device -> password (user name = device id)")
+    args = parser.parse_args()
+    args.tls_context = ssl.create_default_context(cafile=args.tls_ca) if args.tls_ca else None
+    args.password_of = json.loads(Path(args.passwords).read_text(encoding="utf-8")) if args.passwords else {}
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":

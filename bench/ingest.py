@@ -180,7 +180,7 @@ def raw_writes(url: str, lines: list[str], messages: int, batch: int = 5000) -> 
             await client.create_database()
             started = time.monotonic()
             for start in range(0, len(lines), batch):
-                await client.write(lines[start : start + batch])
+                await client.write(lines[start : start + batch], precision="ns")
             return time.monotonic() - started
 
     elapsed = asyncio.run(write())

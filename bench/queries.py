@@ -74,7 +74,10 @@ def fleet_points(devices: int, now_ms: int) -> Iterator[str]:
     for n in range(devices):
         tags = _tags(n)
         yield line(
-            "device_info", tags, {"lat": 21.6 + n % 100 / 500, "lon": 106.0 + n % 97 / 500}, now_ms - DAY_MS
+            "device_info",
+            tags,
+            {"registered": True, "lat": 21.6 + n % 100 / 500, "lon": 106.0 + n % 97 / 500},
+            now_ms - DAY_MS,
         )
         yield line("state", tags, {"online": True, "bdseq": 1, "reason": "birth"}, now_ms - 30 * DAY_MS)
         if n % 20 == 7:

@@ -24,7 +24,7 @@ BY_DEVICE = 'GROUP BY time($__interval), "device" fill(none)'
 def build(t: Strings) -> db.Dashboard:
     """The boards dashboard."""
     dash = p.dashboard(UID, t("boards.title"), t, time_from="now-7d")
-    dash.with_variable(p.tag_variable("commune", t("var.commune"), "commune", measurement="display"))
+    dash.with_variable(p.commune_variable(t, measurement="display"))
     dash.with_variable(
         p.tag_variable(
             "device",
@@ -37,10 +37,13 @@ def build(t: Strings) -> db.Dashboard:
     dash.with_variable(p.resolution_variable(t))
     unlit_share = InfluxQL(
         f"""SELECT 100 * sum("unlit_samples") / sum("samples") FROM "{ROLLUP_1M_RP}"."display"
-        WHERE {WHERE} GROUP BY time($__interval), "device" fill(0)"""
+        WHERE {WHERE} GROUP BY time($__interval), "device" fill(none)"""
     )
+    # fill(none): an interval without readings is no data, not 0 % unlit.
     dash.with_panel(
-        p.time_series(t("boards.unlit"), unlit_share, unit="percent").description(t("boards.unlit.help"))
+        p.time_series(t("boards.unlit"), unlit_share, unit="percent")
+        .description(t("boards.unlit.help"))
+        .no_value(t("no_data"))
     )
     counts = InfluxQL(
         f"""SELECT sum("dark_samples") AS "dark", sum("blank_samples") AS "blank",

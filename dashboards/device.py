@@ -12,6 +12,7 @@ from grafana_foundation_sdk.builders import dashboard as db
 from dashboards import panels as p
 from dashboards.i18n import Strings
 from dashboards.influxql import InfluxQL
+from protocols.stored_data import ENERGY_MEAN_DBFS
 
 UID = "tincoso-device"
 WHERE = f"$timeFilter AND {p.DEVICE_FILTER}"
@@ -42,12 +43,19 @@ def build(t: Strings) -> db.Dashboard:
             t("device.reboot_reason"),
             raw('last("reboot_reason") AS "reboot_reason", "uptime_s"', "heartbeat", 'GROUP BY "device"'),
             w=6,
+            columns={
+                "device": t("col.device"),
+                "reboot_reason": t("col.reboot_reason"),
+                "uptime_s": t("col.uptime"),
+            },
+            units={"uptime_s": "s"},
         )
     )
     dash.with_panel(
         p.time_series(
             t("device.audio"),
-            rolled('mean("rms_dbfs") AS "rms_dbfs"', "audio"),
+            # Averaged by energy over readings and rollups alike (protocols/stored_data.py).
+            rolled(f'{ENERGY_MEAN_DBFS} AS "rms_dbfs"', "audio"),
             rolled('max("peak_dbfs") AS "peak_dbfs"', "audio"),
             unit="dB",
         )
@@ -85,11 +93,53 @@ def build(t: Strings) -> db.Dashboard:
             bars=True,
         )
     )
+    health = InfluxQL(
+        'SELECT last("crash_free_h") AS "crash_free_h", last("operating_h") AS "operating_h", '
+        'last("crashes") AS "crashes", last("crash_free_pct") AS "crash_free_pct" FROM "device_health" '
+        f'WHERE {WHERE} GROUP BY "device"'
+    )
+    dash.with_panel(
+        p.table_panel(
+            t("device.crash_free"),
+            health,
+            w=24,
+            h=5,
+            columns={
+                "device": t("col.device"),
+                "crash_free_h": t("col.crash_free_h"),
+                "operating_h": t("col.operating_h"),
+                "crashes": t("col.crashes"),
+                "crash_free_pct": t("col.crash_free_pct"),
+            },
+            units={"crash_free_h": "h", "operating_h": "h", "crash_free_pct": "percent"},
+        ).description(t("device.crash_free.help"))
+    )
     dash.with_panel(
         p.table_panel(
             t("device.down"),
             raw('"start_ms", "end_ms", "duration_s"', "down_interval", 'GROUP BY "device"'),
             w=24,
+            columns={
+                "device": t("col.device"),
+                "start_ms": t("col.start"),
+                "end_ms": t("col.end"),
+                "duration_s": t("col.duration"),
+            },
+            units={"duration_s": "s"},
         )
     )
+    outages = p.table_panel(
+        t("device.outages"),
+        raw('"since_ms", "text", "duration_s"', "outage", 'GROUP BY "device", "cause"'),
+        w=24,
+        columns={
+            "device": t("col.device"),
+            "since_ms": t("col.start"),
+            "cause": t("col.cause"),
+            "text": t("col.evidence"),
+            "duration_s": t("col.duration"),
+        },
+        units={"duration_s": "s"},
+    )
+    dash.with_panel(outages.mappings(p.cause_mapping(t)).description(t("device.outages.help")))
     return dash

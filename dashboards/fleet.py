@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import geomap, table
+from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards import panels as p
 from dashboards.i18n import Strings
@@ -27,12 +28,14 @@ SELECT count("playing") AS "playing" FROM (
   SELECT last("playing") AS "playing" FROM "audio" WHERE time > now() - 5m AND {p.TAG_FILTER}
   GROUP BY "device", "commune", "kind"
 ) WHERE "playing" = true {{group}}"""
+# Every registered device: the monitor writes a device_info point for each (with or without coordinates).
 DEVICES = f"""
-SELECT count("lat") AS "devices" FROM (
-  SELECT last("lat") AS "lat" FROM "device_info" WHERE {p.LATEST} AND {p.TAG_FILTER}
+SELECT count("registered") AS "devices" FROM (
+  SELECT last("registered") AS "registered" FROM "device_info" WHERE {p.LATEST} AND {p.TAG_FILTER}
   GROUP BY "device", "commune", "kind"
 ) {{group}}"""
 PER_COMMUNE = 'GROUP BY "commune", "kind"'
+FAULT_STEPS = {"mode": "absolute", "steps": [{"value": None, "color": "green"}, {"value": 1, "color": "red"}]}
 TOTAL = ""
 
 
@@ -41,9 +44,21 @@ def build(t: Strings) -> db.Dashboard:
     dash = p.dashboard(UID, t("fleet.title"), t)
     for variable in p.location_variables(t):
         dash.with_variable(variable)
-    dash.with_panel(p.big_number(t("fleet.online"), InfluxQL(ONLINE.format(group=TOTAL)), w=8))
-    dash.with_panel(p.big_number(t("fleet.faults"), InfluxQL(IN_FAULT.format(group=TOTAL)), w=8))
-    dash.with_panel(p.big_number(t("fleet.playing"), InfluxQL(PLAYING.format(group=TOTAL)), w=8))
+    registered = InfluxQL(DEVICES.format(group=TOTAL))
+    online = p.big_number(t("fleet.online"), InfluxQL(ONLINE.format(group=TOTAL)), registered, w=8)
+    dash.with_panel(p.named_series(online, {"A": t("fleet.online"), "B": t("fleet.registered")}))
+    faults = p.big_number(t("fleet.faults"), InfluxQL(IN_FAULT.format(group=TOTAL)), w=8, colours=p.FAULTS)
+    dash.with_panel(faults)
+    playing = p.big_number(t("fleet.playing"), InfluxQL(PLAYING.format(group=TOTAL)), registered, w=8)
+    dash.with_panel(p.named_series(playing, {"A": t("fleet.playing"), "B": t("fleet.registered")}))
+    columns = {
+        "commune": t("col.commune"),
+        "kind": t("col.kind"),
+        "devices": t("fleet.registered"),
+        "online": t("col.online"),
+        "in_fault": t("col.in_fault"),
+        "playing": t("col.playing"),
+    }
     per_commune = p.table_panel(
         t("fleet.per_commune"),
         InfluxQL(DEVICES.format(group=PER_COMMUNE)),
@@ -52,8 +67,11 @@ def build(t: Strings) -> db.Dashboard:
         InfluxQL(PLAYING.format(group=PER_COMMUNE)),
         w=12,
         h=12,
+        columns=columns,
     ).description(t("fleet.per_commune.help"))
-    dash.with_panel(per_commune)
+    per_commune.override_by_name(t("col.in_fault"), [dm.DynamicConfigValue("thresholds", FAULT_STEPS)])
+    p.coloured_cells(per_commune, t("col.in_fault"))
+    dash.with_panel(p.named_columns(per_commune, t, columns))
     dash.with_panel(device_map(t))
     dash.with_panel(open_alerts(t))
     return dash
@@ -92,4 +110,12 @@ def open_alerts(t: Strings) -> table.Panel:
           WHERE {p.LATEST} AND {p.TAG_FILTER} GROUP BY "device", "commune", "hamlet", "fault"
         ) WHERE "status" = 'open'"""
     )
-    return p.table_panel(t("fleet.alerts"), query, w=24, h=8)
+    columns = {
+        "commune": t("col.commune"),
+        "hamlet": t("col.hamlet"),
+        "device": t("col.device"),
+        "fault": t("col.fault"),
+        "message": t("col.message"),
+        "since_ms": t("col.since"),
+    }
+    return p.named_columns(p.table_panel(t("fleet.alerts"), query, w=24, h=8, columns=columns), t, columns)

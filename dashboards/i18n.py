@@ -7,10 +7,14 @@ fails at build time, not on a district screen.
 
 from __future__ import annotations
 
+from backend.catalogue import TERMS
+
 LANGUAGES = ("vi", "en")
 
 # key -> (Vietnamese, English)
 STRINGS: dict[str, tuple[str, str]] = {
+    # three-valued results: no data is shown as such, never as 0 (issue 14)
+    "no_data": ("Không có dữ liệu", "No data"),
     # template variables
     "var.commune": ("Xã", "Commune"),
     "var.hamlet": ("Thôn/xóm", "Hamlet"),
@@ -51,6 +55,13 @@ STRINGS: dict[str, tuple[str, str]] = {
     "state.no": ("Không", "No"),
     # device detail
     "device.title": ("Chi tiết thiết bị", "Device detail"),
+    "device.crash_free": ("Giờ hoạt động không lỗi (báo cáo KPI)", "Crash-free hours (KPI report)"),
+    "device.crash_free.help": (
+        "Từ báo cáo KPI gần nhất trong khoảng thời gian đã chọn ('tincoso report kpi --store'): số giờ có "
+        "dữ liệu, số giờ không có lần khởi động lại do lỗi, số lần lỗi.",
+        "From the latest KPI report in the chosen range ('tincoso report kpi --store'): hours reported, "
+        "hours without a crash reboot, crashes.",
+    ),
     "device.uptime": ("Thời gian hoạt động liên tục", "Uptime"),
     "device.boots": ("Số lần khởi động", "Boots seen"),
     "device.reboot_reason": ("Lý do khởi động gần nhất", "Last reboot reason"),
@@ -112,7 +123,67 @@ STRINGS: dict[str, tuple[str, str]] = {
     "backend.deliveries": ("Gửi cảnh báo theo kênh và kết quả", "Alert deliveries by channel and outcome"),
     # shared
     "tag.tincoso": ("tincoso", "tincoso"),
+    # device kinds, as the kind filter shows them
+    "kind.speaker_cluster": ("Cụm loa", "Speaker cluster"),
+    "kind.eboard": ("Bảng tin điện tử", "E-board"),
+    "kind.district_led": ("Màn hình LED huyện", "District LED board"),
+    # at-a-glance presentation
+    "fleet.registered": ("Thiết bị đã đăng ký", "Registered devices"),
+    "col.commune": ("Xã", "Commune"),
+    "col.hamlet": ("Thôn/xóm", "Hamlet"),
+    "col.device": ("Thiết bị", "Device"),
+    "col.kind": ("Loại", "Kind"),
+    "col.fault": ("Lỗi", "Fault"),
+    "col.start": ("Bắt đầu", "Start"),
+    "col.end": ("Kết thúc", "End"),
+    "col.duration": ("Thời lượng", "Duration"),
+    "col.reboot_reason": ("Lý do khởi động", "Reboot reason"),
+    "col.uptime": ("Hoạt động liên tục", "Uptime"),
+    "col.crash_free_h": ("Giờ không lỗi", "Crash-free hours"),
+    "col.operating_h": ("Giờ hoạt động", "Operating hours"),
+    "col.crashes": ("Số lần lỗi", "Crashes"),
+    "col.crash_free_pct": ("Tỷ lệ không lỗi", "Crash-free share"),
+    "col.event": ("Sự kiện", "Event"),
+    "col.programme": ("Chương trình", "Programme"),
+    "col.indicator": ("Chỉ tiêu", "Indicator"),
+    "col.value": ("Giá trị (%)", "Value (%)"),
+    "col.target": ("Kế hoạch (%)", "Target (%)"),
+    "col.status": ("Kết quả", "Result"),
+    "col.units_met": ("Số đơn vị đạt", "Units met"),
+    "col.units": ("Tổng số đơn vị", "Units"),
+    "col.coverage": ("Dữ liệu phủ (%)", "Data coverage (%)"),
+    "device.outages": ("Nguyên nhân các lần mất kết nối", "Why each outage happened"),
+    "device.outages.help": (
+        "Mỗi lần mất kết nối có cảnh báo: nguyên nhân nghi ngờ và bằng chứng (điện áp, tín hiệu "
+        "mất điện từ UPS, sóng 4G, bộ nhớ, lý do khởi động lại), cập nhật khi thiết bị trở lại.",
+        "Each outage that was alerted: its likely cause and the evidence (supply voltage, the UPS's "
+        "mains signal, 4G signal, storage, reboot reason), settled when the device came back.",
+    ),
+    "col.cause": ("Nguyên nhân", "Cause"),
+    "col.evidence": ("Bằng chứng", "Evidence"),
+    "kpi.met": ("Đạt", "Met"),
+    "kpi.not_met": ("Không đạt", "Not met"),
+    "kpi.unknown": ("Không có dữ liệu", "No data"),
 }
+
+# Terms every room shares come from the one catalogue, so a dashboard, an alert and a report
+# name a thing the same way (dashboard key -> catalogue key).
+_SHARED = {
+    "var.commune": "commune",
+    "var.hamlet": "hamlet",
+    "var.kind": "kind",
+    "var.device": "device",
+    "fleet.alerts": "alerts.open",
+    "col.since": "since",
+    "col.online": "state.online",
+    "state.online": "state.online",
+    "state.offline": "state.offline",
+    "cause.mains": "cause.mains",
+    "cause.device": "cause.device",
+    "cause.cellular": "cause.cellular",
+    "cause.unknown": "cause.unknown",
+}
+STRINGS.update({key: TERMS[shared] for key, shared in _SHARED.items()})
 
 
 class Strings:
@@ -120,15 +191,18 @@ class Strings:
 
     Args:
         lang: ``vi`` or ``en``.
+        communes: commune id -> name (the registry's), for the commune filter.
 
     Raises:
         ValueError: The language is not one of `LANGUAGES`.
     """
 
-    def __init__(self, lang: str = "vi") -> None:
+    def __init__(self, lang: str = "vi", communes: dict[str, str] | None = None) -> None:
         if lang not in LANGUAGES:
             raise ValueError(f"dashboard language must be one of {', '.join(LANGUAGES)}, got {lang!r}")
         self.lang = lang
+        # Commune id -> name from the registry: the commune filter shows names, queries get ids.
+        self.communes = dict(communes or {})
         self._index = LANGUAGES.index(lang)
 
     def __call__(self, key: str) -> str:

@@ -8,7 +8,12 @@ Its text is kept here until ``dashboards/i18n.py`` takes the ``kpi.*`` keys.
 
 from __future__ import annotations
 
+import json
+
 from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import table as tb
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards import panels as p
 from dashboards.i18n import Strings
@@ -21,10 +26,10 @@ _TEXT = {
     "title": ("Chỉ tiêu kế hoạch (đo được)", "Plan indicators (measured)"),
     "district": ("Toàn huyện: giá trị, kế hoạch, kết quả", "District: value, target, result"),
     "district.help": (
-        "Kết quả mới nhất trong khoảng thời gian đã chọn, do 'tincoso report kpi --store' tính; "
-        "status: met = đạt, not_met = không đạt, unknown = chưa xác định (thiếu dữ liệu quyết định).",
-        "Latest result in the chosen range, computed by 'tincoso report kpi --store'; status met, "
-        "not_met, or unknown (missing data decides).",
+        "Kết quả mới nhất trong khoảng thời gian đã chọn, do 'tincoso report kpi --store' tính: "
+        "Đạt, Không đạt, hoặc Không có dữ liệu (thiếu dữ liệu để kết luận).",
+        "Latest result in the chosen range, computed by 'tincoso report kpi --store': Met, Not met, "
+        "or No data (missing data decides).",
     ),
     "trend": ("Giá trị theo kỳ báo cáo (%)", "Value per report period (%)"),
     "communes": ("Theo xã: giá trị, dữ liệu phủ, kết quả", "Per commune: value, data coverage, result"),
@@ -44,7 +49,18 @@ def build(t: Strings) -> db.Dashboard:
         last("units_met") AS "units_met", last("units") AS "units" FROM "kpi"
         WHERE $timeFilter AND "commune" = '{DISTRICT}' GROUP BY "indicator\""""
     )
-    dash.with_panel(p.table_panel(_text(t, "district"), district, h=9).description(_text(t, "district.help")))
+    columns = {
+        "indicator": t("col.indicator"),
+        "value": t("col.value"),
+        "target": t("col.target"),
+        "status": t("col.status"),
+        "units_met": t("col.units_met"),
+        "units": t("col.units"),
+    }
+    table = p.table_panel(_text(t, "district"), district, h=9, columns=columns).description(
+        _text(t, "district.help")
+    )
+    dash.with_panel(_status_cells(table, t))
     trend = InfluxQL(
         f"""SELECT last("value") FROM "kpi" WHERE $timeFilter AND "commune" = '{DISTRICT}'
         GROUP BY time($__interval), "indicator" fill(none)"""
@@ -54,5 +70,20 @@ def build(t: Strings) -> db.Dashboard:
         f"""SELECT last("value") AS "value", last("coverage") AS "coverage", last("status") AS "status"
         FROM "kpi" WHERE $timeFilter AND "commune" != '{DISTRICT}' GROUP BY "indicator", "commune\""""
     )
-    dash.with_panel(p.table_panel(_text(t, "communes"), communes, h=12))
+    columns = {
+        "indicator": t("col.indicator"),
+        "commune": t("col.commune"),
+        "value": t("col.value"),
+        "coverage": t("col.coverage"),
+        "status": t("col.status"),
+    }
+    table = p.table_panel(_text(t, "communes"), communes, h=12, columns=columns)
+    dash.with_panel(p.named_columns(_status_cells(table, t), t, columns))
     return dash
+
+
+def _status_cells(table: tb.Panel, t: Strings) -> tb.Panel:
+    """The result column as Đạt / Không đạt / Không có dữ liệu on green, red or grey."""
+    mappings = [json.loads(json.dumps(m, cls=JSONEncoder)) for m in p.status_mapping(t)]
+    table.override_by_name(t("col.status"), [dm.DynamicConfigValue("mappings", mappings)])
+    return p.coloured_cells(table, t("col.status"))

@@ -6,6 +6,8 @@ InfluxDB data source, refIds A, B, C... in order, and the tag filters every pane
 
 from __future__ import annotations
 
+from typing import Any
+
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import geomap, stat, statetimeline, statushistory, table, timeseries
@@ -15,6 +17,8 @@ from grafana_foundation_sdk.models import dashboard as dm
 from backend.rollups import RAW_RP, ROLLUP_1D_RP, ROLLUP_1H_RP, ROLLUP_1M_RP
 from dashboards.i18n import Strings
 from dashboards.influxql import DATASOURCE, InfluxQL
+from protocols.payloads import DEVICE_KINDS
+from protocols.stored_data import LOCAL_TZ_NAME
 
 TAG_FILTER = '"commune" =~ /^$commune$/ AND "hamlet" =~ /^$hamlet$/ AND "kind" =~ /^$kind$/'
 DEVICE_FILTER = '"device" =~ /^$device$/'
@@ -47,8 +51,29 @@ def time_series(
     return panel
 
 
-def big_number(title: str, query: InfluxQL, *, unit: str = "short", w: int = 6, h: int = 4) -> stat.Panel:
-    """A stat panel showing the last value of one query."""
+def thresholds(base: str, *steps: tuple[float, str]) -> db.ThresholdsConfig:
+    """Absolute thresholds: ``base`` colour, then ``(value, colour)`` from that value up."""
+    return (
+        db.ThresholdsConfig()
+        .mode(dm.ThresholdsMode.ABSOLUTE)
+        .steps([dm.Threshold(None, base), *(dm.Threshold(value, color) for value, color in steps)])
+    )
+
+
+NEUTRAL = "blue"
+FAULTS = thresholds("green", (1, "red"))
+
+
+def big_number(
+    title: str,
+    query: InfluxQL,
+    *more: InfluxQL,
+    unit: str = "short",
+    w: int = 6,
+    h: int = 4,
+    colours: db.ThresholdsConfig | None = None,
+) -> stat.Panel:
+    """A stat panel showing the last value of each query (a count beside its total)."""
     panel = (
         stat.Panel()
         .title(title)
@@ -58,18 +83,85 @@ def big_number(title: str, query: InfluxQL, *, unit: str = "short", w: int = 6, 
         .height(h)
         .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
         .graph_mode(cm.BigValueGraphMode.NONE)
+        .thresholds(colours or thresholds(NEUTRAL))
     )
-    _targets(panel, (query,))
+    _targets(panel, (query, *more))
     return panel
 
 
-def table_panel(title: str, *queries: InfluxQL, w: int = 24, h: int = 8) -> table.Panel:
-    """A table of one or more ``table`` targets, merged on their common columns."""
-    panel = table.Panel().title(title).datasource(DATASOURCE).span(w).height(h)
+def table_panel(
+    title: str,
+    *queries: InfluxQL,
+    w: int = 24,
+    h: int = 8,
+    columns: dict[str, str] | None = None,
+    units: dict[str, str] | None = None,
+) -> table.Panel:
+    """A table of one or more ``table`` targets, merged on their common columns.
+
+    Args:
+        columns: column -> the header people read (an ``organize`` rename); ``*_ms`` columns
+            are shown as local date and time.
+        units: column -> Grafana unit (``s``, ``m``, ``percent``...).
+    """
+    panel = (
+        table.Panel().title(title).datasource(DATASOURCE).span(w).height(h).thresholds(thresholds(NEUTRAL))
+    )
     _targets(panel, tuple(query.table() for query in queries))
     if len(queries) > 1:
         panel.with_transformation(merge())
+    if columns:
+        panel.with_transformation(
+            dm.DataTransformerConfig(
+                id_val="organize", options={"renameByName": columns, "excludeByName": {"Time": True}}
+            )
+        )
+    shown = columns or {}
+    for column, unit in {
+        **{c: "dateTimeAsLocal" for c in shown if c.endswith("_ms")},
+        **(units or {}),
+    }.items():
+        panel.override_by_name(shown.get(column, column), [dm.DynamicConfigValue("unit", unit)])
     return panel
+
+
+def status_mapping(t: Strings) -> list[dm.ValueMapping]:
+    """A KPI result as words in colour: Đạt, Không đạt, Không có dữ liệu."""
+    return [
+        dm.ValueMap(
+            options={
+                "met": dm.ValueMappingResult(text=t("kpi.met"), color="green", index=0),
+                "not_met": dm.ValueMappingResult(text=t("kpi.not_met"), color="red", index=1),
+                "unknown": dm.ValueMappingResult(text=t("kpi.unknown"), color="gray", index=2),
+            }
+        ),
+        dm.SpecialValueMap(
+            options=dm.DashboardSpecialValueMapOptions(
+                match=dm.SpecialValueMatch.NULL_AND_NAN,
+                result=dm.ValueMappingResult(text=t("kpi.unknown"), color="gray", index=3),
+            )
+        ),
+    ]
+
+
+def cause_mapping(t: Strings) -> list[dm.ValueMapping]:
+    """An outage's cause code (backend.monitor.causes) as words: Mất điện lưới, Lỗi thiết bị..."""
+    colours = {"mains": "orange", "device": "red", "cellular": "blue", "unknown": "gray"}
+    return [
+        dm.ValueMap(
+            options={
+                code: dm.ValueMappingResult(text=t(f"cause.{code}"), color=colour, index=n)
+                for n, (code, colour) in enumerate(colours.items())
+            }
+        )
+    ]
+
+
+def coloured_cells(panel: table.Panel, column: str) -> table.Panel:
+    """Colour the background of ``column``'s cells by its mapping or thresholds."""
+    return panel.override_by_name(
+        column, [dm.DynamicConfigValue("custom.cellOptions", {"type": "color-background"})]
+    )
 
 
 def state_timeline(
@@ -121,12 +213,37 @@ def tag_variable(
     )
 
 
-def location_variables(t: Strings) -> list[db.QueryVariable]:
+def named_variable(name: str, label: str, names: dict[str, str]) -> db.CustomVariable:
+    """A multi-value variable that shows names and puts ids in queries (``name : id`` pairs)."""
+    pairs = ",".join(f"{text.replace(',', ' ')} : {value}" for value, text in names.items())
+    return (
+        db.CustomVariable(name)
+        .label(label)
+        .values(pairs)
+        .multi(True)
+        .include_all(True)
+        .current(dm.VariableOption(selected=True, text="All", value="$__all"))
+    )
+
+
+def kind_variable(t: Strings) -> db.CustomVariable:
+    """``$kind`` listing device kinds by their Vietnamese names."""
+    return named_variable("kind", t("var.kind"), {kind: t(f"kind.{kind}") for kind in DEVICE_KINDS})
+
+
+def commune_variable(t: Strings, measurement: str = "heartbeat") -> db.CustomVariable | db.QueryVariable:
+    """``$commune`` by name from the registry (ids from the data when no registry was given)."""
+    if t.communes:
+        return named_variable("commune", t("var.commune"), t.communes)
+    return tag_variable("commune", t("var.commune"), "commune", measurement=measurement)
+
+
+def location_variables(t: Strings) -> list[db.QueryVariable | db.CustomVariable]:
     """``$commune``, ``$hamlet`` (within the communes) and ``$kind``."""
     return [
-        tag_variable("commune", t("var.commune"), "commune"),
+        commune_variable(t),
         tag_variable("hamlet", t("var.hamlet"), "hamlet", where='"commune" =~ /^$commune$/'),
-        tag_variable("kind", t("var.kind"), "kind"),
+        kind_variable(t),
     ]
 
 
@@ -152,7 +269,7 @@ def dashboard(uid: str, title: str, t: Strings, *, time_from: str = "now-24h") -
         db.Dashboard(title)
         .uid(uid)
         .tags([t("tag.tincoso")])
-        .timezone("Asia/Ho_Chi_Minh")
+        .timezone(LOCAL_TZ_NAME)
         .time(time_from, "now")
         .refresh("1m")
         .editable()
@@ -177,3 +294,24 @@ def markers(name: str, color_field: str) -> cb.MapLayerOptions:
         .config({"color": {"field": color_field, "fixed": "green"}, "showLegend": True, "size": {"fixed": 8}})
         .tooltip(True)
     )
+
+
+def _value_names(names: dict[str, str]) -> list[dict[str, object]]:
+    options = {value: {"text": text, "index": i} for i, (value, text) in enumerate(names.items())}
+    return [{"type": "value", "options": options}]
+
+
+def named_columns(panel: table.Panel, t: Strings, columns: dict[str, str]) -> table.Panel:
+    """Show commune and kind ids in a table's columns by their names (after renaming)."""
+    kinds = {kind: t(f"kind.{kind}") for kind in DEVICE_KINDS}
+    for column, names in (("commune", t.communes), ("kind", kinds)):
+        if column in columns and names:
+            panel.override_by_name(columns[column], [dm.DynamicConfigValue("mappings", _value_names(names))])
+    return panel
+
+
+def named_series(panel: Any, ref_names: dict[str, str]) -> Any:
+    """Name each query's value (refId -> the name shown), e.g. "Trực tuyến" beside "Đã đăng ký"."""
+    for ref_id, name in ref_names.items():
+        panel.override_by_query(ref_id, [dm.DynamicConfigValue("displayName", name)])
+    return panel

@@ -17,6 +17,7 @@ import yaml
 
 from dashboards.build import write_dashboards
 from dashboards.influxql import DATASOURCE_TYPE, DATASOURCE_UID
+from protocols.stored_data import SOUND_THRESHOLD_DBFS
 
 PASSWORD_ENV = "TINCOSO_INFLUX_PASSWORD"
 
@@ -35,6 +36,8 @@ class ProvisioningOptions:
         dashboards_path: Directory of the JSON as Grafana sees it (e.g. inside a
             container); None uses ``<out>/dashboards/json`` made absolute.
         folder: Grafana folder for the dashboards.
+        sound_threshold_dbfs: backend.toml's ``[definitions]`` threshold for "sounded".
+        communes: Commune id -> name (from the registry) for filters and columns.
     """
 
     influx_url: str = "http://127.0.0.1:8086"
@@ -43,6 +46,8 @@ class ProvisioningOptions:
     lang: str = "vi"
     dashboards_path: str | None = None
     folder: str = "tincoso"
+    sound_threshold_dbfs: float = SOUND_THRESHOLD_DBFS
+    communes: dict[str, str] | None = None
 
 
 def datasource(options: ProvisioningOptions) -> dict[str, Any]:
@@ -105,7 +110,9 @@ def write_provisioning(out: Path, options: ProvisioningOptions) -> list[Path]:
         OSError: The directory cannot be written.
     """
     json_dir = out / "dashboards" / "json"
-    dashboards = write_dashboards(json_dir, options.lang)
+    dashboards = write_dashboards(
+        json_dir, options.lang, options.sound_threshold_dbfs, communes=options.communes
+    )
     written = []
     for path, document in (
         (out / "datasources" / "tincoso.yaml", datasource(options)),

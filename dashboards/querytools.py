@@ -10,6 +10,8 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from protocols.stored_data import SOUND_THRESHOLD_DBFS, SOUND_THRESHOLD_VARIABLE
+
 HOUR_MS = 3_600_000
 
 
@@ -26,6 +28,7 @@ def substitute(
     end_ms: int,
     interval_ms: int = 60_000,
     rp: str = "raw",
+    constants: Mapping[str, str] | None = None,
 ) -> str:
     """Replace ``$timeFilter``, ``${__from}``, ``${__to}``, ``$__interval[_ms]``, ``$rp`` and the variables.
 
@@ -36,6 +39,8 @@ def substitute(
         end_ms: Its end.
         interval_ms: What Grafana's ``$__interval`` is for this range and panel width.
         rp: The retention policy ``$rp`` names.
+        constants: The dashboard's constant variables (`dashboards.build.constants_of`),
+            substituted as they are; None: ``$sound_threshold`` at its default.
 
     Raises:
         ValueError: A macro or variable is left over.
@@ -46,6 +51,10 @@ def substitute(
     for name, options in values.items():
         query = query.replace(f"${name}", "(" + "|".join(regex_escape(v) for v in options) + ")")
     query = query.replace("$rp", rp)
+    if constants is None:
+        constants = {SOUND_THRESHOLD_VARIABLE: f"{SOUND_THRESHOLD_DBFS:g}"}
+    for name, value in constants.items():
+        query = query.replace(f"${name}", value)
     if "$" in re.sub(r"\$/", "", query):
         raise ValueError(f"unsubstituted macro in {query}")
     return query

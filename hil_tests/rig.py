@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Self
 
@@ -205,8 +206,10 @@ class Rig:
     ) -> RigDevice:
         """Add an e-board or the district LED board (``agent`` keywords go to :class:`AgentProcess`)."""
         number = sum(1 for d in self if d.kind == kind) + 1
-        label = "led" if kind == "district_led" else "bang"
-        device_id = device_id or f"vn-{commune.replace('-', '')}-{label}-{number:02d}"
+        # The ids of backend/examples/registry.yaml: vn-<commune>-bangtin-NN, vn-huyen-led-NN.
+        place = "huyen" if kind == "district_led" else commune.replace("-", "")
+        label = "led" if kind == "district_led" else "bangtin"
+        device_id = device_id or f"vn-{place}-{label}-{number:02d}"
         hardware = Board(kind, transport=self.transport, seed=len(self.devices))
         return self._add(device_id, kind, commune, hamlet, hardware, agent)
 
@@ -272,8 +275,7 @@ class Rig:
 
     def stop(self) -> None:
         """Stop the agents cleanly, then links, hardware and backends the rig started."""
-        for device in self:
-            device.agent.stop()
+        self.stop_agents()
         for device in self:
             if device.proxy is not None:
                 device.proxy.stop()
@@ -281,6 +283,16 @@ class Rig:
         for backend in self.backends:
             backend.stop()
         self._started = False
+
+    def stop_agents(self, timeout: float = 15.0) -> dict[str, int | None]:
+        """SIGTERM every running agent at once (each may take seconds to flush its queue and
+        say its clean death) and wait; each one's exit code (SIGABRT, SIGKILL: it was stuck)."""
+        running = [device for device in self if device.agent.running]
+        if not running:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(64, len(running))) as pool:
+            codes = list(pool.map(lambda device: device.agent.stop(timeout), running))
+        return {device.id: code for device, code in zip(running, codes, strict=True)}
 
     def __enter__(self) -> Self:
         return self

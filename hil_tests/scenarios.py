@@ -71,18 +71,23 @@ class DetectionMissed(AssertionError):
     """The observation that proves a fault was detected (alert, placement, audit) did not happen."""
 
 
-def detection_switch(reason: str) -> list[Any]:
-    """``[True, False]`` parameters: detection on, and off as a strict xfail on :class:`DetectionMissed`.
+def detection_switch(
+    reason: str, *, on: Any = True, off: Any = False, raises: type[BaseException] = DetectionMissed
+) -> list[Any]:
+    """Two parameters: detection on (``on``), and off (``off``) as a strict xfail on ``raises``.
 
     Args:
-        reason: what is switched off and why the scenario must then miss its fault.
+        reason: what is switched off and why the test must then miss its fault.
+        on: the parameter with the detection on.
+        off: the parameter with it off (a setting, a threshold).
+        raises: what the test raises when it misses.
     """
     return [
-        pytest.param(True, id="detection-on"),
+        pytest.param(on, id="detection-on"),
         pytest.param(
-            False,
+            off,
             id="detection-off",
-            marks=pytest.mark.xfail(raises=DetectionMissed, strict=True, reason=reason),
+            marks=pytest.mark.xfail(raises=raises, strict=True, reason=reason),
         ),
     ]
 
@@ -273,6 +278,26 @@ class AlertChannels:
             }
         ]
 
+    def district_contact(self) -> dict[str, str]:
+        """The district office's entry (``district_contacts``): e-mail and webhook."""
+        return {
+            "name": "Phòng Văn hóa và Thông tin huyện",
+            "email": "vhtt.district@example.invalid",
+            "webhook": f"{self.http.url}/hook/district",
+        }
+
+    def server_notices(self) -> list[dict[str, Any]]:
+        """Backend-health webhook bodies the district contact received."""
+        return [
+            body
+            for _, path, body, status in self._requests()
+            if status == 200 and path.endswith("/hook/district") and body.get("fault") == "server_health"
+        ]
+
+    def device_notices(self) -> list[dict[str, Any]]:
+        """Every webhook body about a device (any fault, any event)."""
+        return [body for _, _, body, status in self._requests() if status == 200 and body.get("device")]
+
     def emails(self, device: str, fault: str, event: str) -> list[EmailMessage]:
         """E-mails about ``fault`` of ``device`` for ``event`` (``open``, ``recovery``)."""
         title = FAULT_TEXT[fault]["vi"][0]
@@ -375,6 +400,7 @@ class District:
     hardware: HilDevices
     workdir: Path
     backend_process: BackendProcess | None = None
+    broker: LocalMosquitto | None = None  # the private broker (None: real hardware's broker)
 
     def start_backend(
         self,
@@ -394,6 +420,7 @@ class District:
             schedule=schedule,
             board_hours=board_hours,
             technicians={d.commune: self.alerts.technicians(d.commune) for d in devices},
+            district_contacts=[self.alerts.district_contact()],
         )
         sections: dict[str, dict[str, Any]] = {
             "mqtt": {"url": f"mqtt://{self.rig.broker_host}:{self.rig.broker_port}"},
@@ -483,10 +510,12 @@ def open_district(
         devices_file: ``devices.toml`` (default: ``$TINCOSO_HIL_DEVICES``, if set).
     """
     hardware = load_hil_devices(devices_file if devices_file is not None else os.environ.get(DEVICES_ENV))
+    broker = None
     if hardware.broker is not None:
         host, port = hardware.broker
     else:
-        host, port = "127.0.0.1", fresh_broker().port
+        broker = fresh_broker()
+        host, port = "127.0.0.1", broker.port
     alerts = AlertChannels().start()
     rig = Rig(
         workdir / "rig",
@@ -498,7 +527,7 @@ def open_district(
     capture = rig.capture()
     try:
         capture.start()
-        yield District(rig, influx, alerts, capture, hardware, workdir / "district")
+        yield District(rig, influx, alerts, capture, hardware, workdir / "district", broker=broker)
     finally:
         rig.stop()
         capture.stop()

@@ -126,12 +126,12 @@ def test_registry_lists_each_commune_once(tmp_path: Path) -> None:
     fleet = [
         FleetDevice("vn-trangxa-loa-01", "speaker_cluster", "trang-xa", "Nà Hốc"),
         FleetDevice("vn-trangxa-loa-02", "speaker_cluster", "trang-xa", "Khuôn Vạc"),
-        FleetDevice("vn-dinhca-led-01", "district_led", "dinh-ca", "UBND huyện"),
+        FleetDevice("vn-huyen-led-01", "district_led", "dinh-ca", "UBND huyện"),
     ]
     registry = load_registry(write_registry(tmp_path / "registry.yaml", fleet))
     assert sorted(registry.communes) == ["dinh-ca", "trang-xa"]
     assert registry.communes["trang-xa"].name == "Tràng Xá"
-    assert registry.device("vn-dinhca-led-01") is not None
+    assert registry.device("vn-huyen-led-01") is not None
 
 
 def test_tiny_disk_fills_up(tiny_disk: Callable[..., Path]) -> None:

@@ -22,7 +22,7 @@ def _dark_eboard(
     """Start an e-board in Đình Cả with ``hours``, see it lit in InfluxDB, switch it off;
     return it and when it went dark, once InfluxDB shows the dark screen."""
     bang = district.rig.add_board(
-        "eboard", "vn-dinhca-bang-01", commune="dinh-ca", hamlet="UBND thị trấn Đình Cả"
+        "eboard", "vn-dinhca-bangtin-01", commune="dinh-ca", hamlet="UBND thị trấn Đình Cả"
     )
     district.simulated(bang, "display")
     district.start_backend(
@@ -96,7 +96,7 @@ def test_district_led_loses_provincial_source_sync_alerts_district_technician(
     limit (one hour), so the Đình Cả technician is alerted at the next snapshot; a recovery
     follows once the board syncs again."""
     led = district.rig.add_board(
-        "district_led", "vn-dinhca-led-01", commune="dinh-ca", hamlet="Trung tâm huyện"
+        "district_led", "vn-huyen-led-01", commune="dinh-ca", hamlet="Trung tâm huyện"
     )
     district.simulated(led, "display")
     district.start_backend(rules={"source_sync_stale": {"enabled": detection}})

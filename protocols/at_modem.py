@@ -27,6 +27,11 @@ from protocols.errors import InvalidFrame
 CSQ = "AT+CSQ"
 COPS_QUERY = "AT+COPS?"
 CREG_QUERY = "AT+CREG?"
+# Hardware identity for acceptance reports: the modem's IMEI (27.007 +CGSN) and the SIM's
+# ICCID (not in 27.007: AT+CCID on most modules, Quectel also AT+QCCID, SIMCom AT+CICCID).
+CGSN = "AT+CGSN"
+CCID = "AT+CCID"
+_ICCID_PREFIXES = ("+CCID:", "+QCCID:", "+ICCID:", "+CICCID:")
 MAX_RESPONSE_BYTES = 1024
 
 # 27.007 access technology (<AcT>) -> generation, named as in the heartbeat's net_type.
@@ -296,3 +301,68 @@ def parse_creg(data: "bytes | bytearray") -> "dict[str, Any]":
         "registered": stat in (1, 5),
         "roaming": stat == 5,
     }
+
+
+def _identity_line(data: "bytes | bytearray", command: str, prefixes: "tuple[str, ...]") -> str:
+    # These answers come bare ("867698041234567") or with a prefix ("+CGSN: ..."), by vendor.
+    lines = _lines(data)
+    if not lines or not _is_final(lines[-1]):
+        raise InvalidFrame("response to %s has no final result code (OK/ERROR)" % command)
+    final = lines[-1]
+    if final != _FINAL_OK:
+        raise ModemError(
+            "modem answered %r to %s" % (final, command), _error_code(final) if ":" in final else None
+        )
+    values = []
+    for line in lines[:-1]:
+        if line.upper() == command.upper():
+            continue  # echo
+        prefix = next((p for p in prefixes if line.startswith(p)), None)
+        if prefix is not None:
+            values.append(line[len(prefix) :].strip().strip('"'))
+        elif line[0] not in "+^":
+            values.append(line)
+    if len(values) != 1:
+        raise InvalidFrame("%s: expected one identity line, got %d" % (command, len(values)))
+    return values[0]
+
+
+def parse_imei(data: "bytes | bytearray") -> str:
+    """Parse the response to AT+CGSN: the modem's IMEI (15 digits, Luhn check digit).
+
+    Raises:
+        ModemError: the modem answered ERROR.
+        InvalidFrame: no single line of 15 digits, or a wrong check digit.
+    """
+    imei = _identity_line(data, CGSN, ("+CGSN:",))
+    if len(imei) != 15 or not imei.isdigit():
+        raise InvalidFrame("+CGSN: IMEI must be 15 digits, got %r" % imei)
+    if not luhn_ok(imei):
+        raise InvalidFrame("+CGSN: IMEI %s fails its check digit" % imei)
+    return imei
+
+
+def parse_iccid(data: "bytes | bytearray") -> str:
+    """Parse the response to AT+CCID (or +QCCID/+ICCID): the SIM's ICCID (18-20 digits, maybe an F).
+
+    Raises:
+        ModemError: the modem answered ERROR (e.g. +CME ERROR: 10, no SIM).
+        InvalidFrame: no single ICCID line.
+    """
+    iccid = _identity_line(data, CCID, _ICCID_PREFIXES).upper().rstrip("F")
+    if not 18 <= len(iccid) <= 20 or not iccid.isdigit():
+        raise InvalidFrame("ICCID must be 18 to 20 digits, got %r" % iccid)
+    return iccid
+
+
+def luhn_ok(digits: str) -> bool:
+    """Whether a digit string ends in a valid Luhn check digit (IMEI, ICCID)."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        n = ord(ch) - 48
+        if i % 2:
+            n *= 2
+            if n > 9:
+                n -= 9
+        total += n
+    return total % 10 == 0

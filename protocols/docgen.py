@@ -18,7 +18,7 @@ from protocols.topics import topic_for
 
 BEGIN = "<!-- BEGIN GENERATED: python -m protocols.docgen -->"
 END = "<!-- END GENERATED -->"
-ORDER = ("birth", "death", "heartbeat", "audio", "display", "event", "command", "result", "batch")
+ORDER = ("birth", "death", "heartbeat", "audio", "display", "event", "command", "result", "batch", "receipt")
 README = Path(__file__).with_name("README.md")
 
 
@@ -45,7 +45,11 @@ def _table(fields: tuple[dict[str, Any], ...]) -> str:
 
 def render() -> str:
     """The generated part of protocols/README.md."""
-    out = ["### Envelope (every kind but `death`, `command` and `batch`)", "", _table(payloads._ENVELOPE)]
+    out = [
+        "### Envelope (every kind but `death`, `command`, `batch` and `receipt`)",
+        "",
+        _table(payloads._ENVELOPE),
+    ]
     for kind in ORDER:
         out += ["", f"### `{kind}`", "", _table(payloads.SCHEMAS[kind][1])]
     out += ["", "### Command arguments", "", "| command | argument | type | required | rule |"]

@@ -124,6 +124,16 @@ EXAMPLES: "dict[str, dict[str, Any]]" = {
     },
 }
 
+EXAMPLES["receipt"] = {
+    "v": 1,
+    "kind": "receipt",
+    "device": DEVICE,
+    "boot_id": "5f0c2a9e",
+    "stored": [[1040, 1042]],
+    "rejected": [],
+    "ts": 1764126000350,
+}
+
 EXAMPLES["batch"] = {
     "v": 1,
     "kind": "batch",

@@ -9,8 +9,8 @@ Every device message is a JSON object with an envelope::
 ``ts`` is the device's UTC time in ms, ``clock_ok`` says whether that clock was
 synchronised, ``mono_ms`` is monotonic time since boot and ``seq`` a per-boot sequence
 number, so the backend can place readings from a wrong clock and detect gaps.
-``death`` (the Last Will) and ``command`` (from the backend) are the exceptions: they
-are not part of the device's sequence. See protocols/README.md for the full contract.
+``death`` (the Last Will), ``command`` and ``receipt`` (both from the backend) are the
+exceptions: they are not part of the device's sequence. See protocols/README.md for the full contract.
 
 Portable: runs unchanged on CPython and MicroPython (no dataclasses, no typing at run
 time). Invalid input raises :class:`protocols.errors.InvalidPayload` and nothing else.
@@ -34,6 +34,8 @@ VERSION = 1
 MAX_MESSAGE_BYTES = 8192
 MAX_BATCH_BYTES = 262144
 MAX_BATCH_ITEMS = 500
+# Ranges in one receipt (stored + rejected): keeps it far below MAX_MESSAGE_BYTES.
+MAX_RECEIPT_RANGES = 200
 _MAX_TS = 9007199254740991  # 2**53 - 1: exact in every JSON parser
 _MAX_STR = 256
 
@@ -55,6 +57,7 @@ COMMANDS = (
     "set_intervals",
     "reboot",
     "reconnect",
+    "identify",
 )
 
 
@@ -85,6 +88,9 @@ def _field(
     name: str, typ: str, required: bool = True, nullable: bool = False, **rules: "Any"
 ) -> "dict[str, Any]":
     spec = {"name": name, "type": typ, "required": required, "nullable": nullable}
+    if typ == "int":  # every integer within what JSON and InfluxDB both hold exactly
+        spec["lo"] = -_MAX_TS
+        spec["hi"] = _MAX_TS
     spec.update(rules)
     # Worked out once here, not for every message: the accepted types, whether any rule applies.
     spec["accepts"] = _ACCEPTS[typ]
@@ -209,6 +215,16 @@ SCHEMAS = {
             _field("items", "list", max_len=MAX_BATCH_ITEMS),
         ),
     ),
+    "receipt": (
+        False,
+        (
+            _field("device", "str", max_len=64),
+            _field("boot_id", "str", max_len=64),
+            _field("stored", "list", max_len=MAX_RECEIPT_RANGES),
+            _field("rejected", "list", max_len=MAX_RECEIPT_RANGES),
+            _field("ts", "int", lo=0, hi=_MAX_TS),
+        ),
+    ),
 }
 
 KINDS = tuple(sorted(SCHEMAS))
@@ -233,6 +249,8 @@ COMMAND_ARGS = {
     "reboot": (_field("confirm", "str", max_len=64),),
     # Drop the MQTT session after after_s and connect again (the acceptance test's forced reconnect).
     "reconnect": (_field("after_s", "num", required=False, lo=0, hi=60),),
+    # Hardware identity for the acceptance report: modem IMEI, SIM ICCID, controller serial.
+    "identify": (),
 }
 
 
@@ -334,13 +352,29 @@ def check_fields(prefix: str, obj: "dict[str, Any]", fields: "tuple[dict[str, An
                 _check_rules(prefix + "." + name, spec, value)  # raises, naming the rule
 
 
+_KEY_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
+
+
+def _is_identifier(key: str) -> bool:
+    # Keys become InfluxDB field names: no separators, quotes or control characters.
+    if not 0 < len(key) <= 64:
+        return False
+    return all(ch in _KEY_CHARS for ch in key)
+
+
 def _check_flat_object(where: str, obj: "dict[str, Any]") -> None:
     # "measured" and command "args" are free-form but must stay flat and small.
     if len(obj) > 64:
         raise InvalidPayload("%s has %d keys, limit 64" % (where, len(obj)))
     for key in obj:
+        if not _is_identifier(key):
+            raise InvalidPayload(
+                "%s key %r must be 1-64 characters of A-Z, a-z, 0-9 or _" % (where, key[:80])
+            )
         value = obj[key]
         name = _type_name(value)
+        if name == "int" and not -_MAX_TS <= value <= _MAX_TS:
+            raise InvalidPayload("%s.%s is out of range: %r" % (where, key, value))
         if name in ("list", "object"):
             raise InvalidPayload("%s.%s must be a number, string, bool or null, got %s" % (where, key, name))
         if name == "float" and not _is_finite(value):
@@ -358,7 +392,7 @@ def validate(msg: "Any") -> "dict[str, Any]":
     if _type_name(msg["v"]) != "int" or msg["v"] != VERSION:
         raise InvalidPayload("message.v must be %d, got %r" % (VERSION, msg["v"]))
     kind = msg.get("kind")
-    if kind not in SCHEMAS:
+    if _type_name(kind) != "str" or kind not in SCHEMAS:
         raise InvalidPayload("message.kind must be one of %s, got %r" % (", ".join(KINDS), kind))
     sequenced, fields = SCHEMAS[kind]
     if sequenced:
@@ -371,7 +405,68 @@ def validate(msg: "Any") -> "dict[str, Any]":
         check_fields("command.args", msg["args"], COMMAND_ARGS[msg["cmd"]])
     elif kind == "batch":
         _validate_batch(msg)
+    elif kind == "receipt":
+        _validate_receipt(msg)
     return msg
+
+
+def _check_ranges(where: str, ranges: "list[Any]") -> None:
+    for i, pair in enumerate(ranges):
+        ok = _type_name(pair) == "list" and len(pair) == 2
+        ok = ok and _type_name(pair[0]) == "int" and _type_name(pair[1]) == "int"
+        if not ok or not 0 <= pair[0] <= pair[1] <= _MAX_TS:
+            raise InvalidPayload(
+                "%s[%d] must be [first, last] seqs with 0 <= first <= last, got %r" % (where, i, pair)
+            )
+
+
+def _validate_receipt(msg: "dict[str, Any]") -> None:
+    _check_ranges("receipt.stored", msg["stored"])
+    _check_ranges("receipt.rejected", msg["rejected"])
+    if len(msg["stored"]) + len(msg["rejected"]) > MAX_RECEIPT_RANGES:
+        raise InvalidPayload("receipt has more than %d ranges" % MAX_RECEIPT_RANGES)
+
+
+def seq_ranges(seqs: "list[int]") -> "list[list[int]]":
+    """Inclusive ``[first, last]`` ranges covering ``seqs`` (any order, duplicates allowed)."""
+    out = []  # type: list[list[int]]
+    for seq in sorted(seqs):
+        if out and seq <= out[-1][1] + 1:
+            if seq > out[-1][1]:
+                out[-1][1] = seq
+        else:
+            out.append([seq, seq])
+    return out
+
+
+def receipts(
+    device: str, boot_id: str, stored: "list[int]", rejected: "list[int]", ts: int
+) -> "list[dict[str, Any]]":
+    """The receipt messages for seqs of one boot: one, or several when the ranges exceed
+    MAX_RECEIPT_RANGES."""
+    stored_ranges = seq_ranges(stored)
+    rejected_ranges = seq_ranges(rejected)
+    out = []
+    while True:
+        take_stored = stored_ranges[:MAX_RECEIPT_RANGES]
+        take_rejected = rejected_ranges[: MAX_RECEIPT_RANGES - len(take_stored)]
+        stored_ranges = stored_ranges[len(take_stored) :]
+        rejected_ranges = rejected_ranges[len(take_rejected) :]
+        out.append(
+            validate(
+                {
+                    "v": VERSION,
+                    "kind": "receipt",
+                    "device": device,
+                    "boot_id": boot_id,
+                    "stored": take_stored,
+                    "rejected": take_rejected,
+                    "ts": ts,
+                }
+            )
+        )
+        if not stored_ranges and not rejected_ranges:
+            return out
 
 
 def _validate_batch(msg: "dict[str, Any]") -> None:

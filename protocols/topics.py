@@ -9,6 +9,7 @@ its own topics::
     tincoso/v1/<device>/batch              a backlog replayed in one message
     tincoso/v1/<device>/cmd                backend -> device commands
     tincoso/v1/<device>/result             device -> backend command results
+    tincoso/v1/<device>/receipt            backend -> device delivery receipts
 
 Portable: runs unchanged on CPython and MicroPython.
 """
@@ -22,9 +23,11 @@ from protocols.errors import InvalidTopic
 
 ROOT = "tincoso/v1"
 TELEMETRY_KINDS = ("heartbeat", "audio", "display")
-CHANNELS = ("state", "telemetry", "event", "batch", "cmd", "result")
-# Channels a device publishes on; the backend publishes only on "cmd".
+CHANNELS = ("state", "telemetry", "event", "batch", "cmd", "result", "receipt")
+# Channels a device publishes on; the backend publishes only on "cmd" and "receipt".
 DEVICE_CHANNELS = ("state", "telemetry", "event", "batch", "result")
+# Channels a device subscribes to (its own only).
+DEVICE_READ_CHANNELS = ("cmd", "receipt")
 DEVICE_ID_MAX = 64
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-_."
 
@@ -77,6 +80,11 @@ def result_topic(device: str, root: str = ROOT) -> str:
     return "%s/%s/result" % (root, check_device_id(device))
 
 
+def receipt_topic(device: str, root: str = ROOT) -> str:
+    """Topic the backend publishes delivery receipts for ``device`` on."""
+    return "%s/%s/receipt" % (root, check_device_id(device))
+
+
 def topic_for(msg: "dict[str, Any]", root: str = ROOT) -> str:
     """The topic a device publishes the (valid) message ``msg`` on."""
     kind = msg.get("kind")
@@ -93,6 +101,8 @@ def topic_for(msg: "dict[str, Any]", root: str = ROOT) -> str:
         return result_topic(device, root)
     if kind == "command":
         return command_topic(device, root)
+    if kind == "receipt":
+        return receipt_topic(device, root)
     raise InvalidTopic("no topic for message kind %r" % (kind,))
 
 

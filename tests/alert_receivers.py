@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from hil_tests.demo.receivers import SmtpServer
+from hil_tests.demo.receivers import SmsGatewayReceiver, SmtpServer, TelegramBotApi
+
+__all__ = ["HttpReceiver", "SmsGatewayReceiver", "SmtpInbox", "TelegramBotApi", "receivers"]
 
 # One SMTP receiver for the tests and the demo: the demo's (hil_tests is installed, tests is not).
 SmtpInbox = SmtpServer

@@ -222,6 +222,21 @@ def test_report_records_identity_firmware_and_each_measurement(fleet: Fleet, tmp
     assert "KHÔNG ĐẠT" in html
 
 
+def test_report_shows_the_modem_imei_and_sim_iccid_read_over_at_commands(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    modem = fleet.units["bang-ok"].board.modem
+    files = write_report(build_report(fleet.runs["bang-ok"], None, "vi"), tmp_path)
+    report = json.loads(files.json_path.read_text(encoding="utf-8"))
+    assert (report["hardware"]["imei"], report["hardware"]["iccid"]) == (modem.imei, modem.iccid)
+    assert modem.imei in files.html_path.read_text(encoding="utf-8")
+    # The unplugged modem leaves the identity unknown, with the reason.
+    broken = fleet.runs["bang-modem"].hardware
+    assert broken is not None
+    assert broken["imei"] is None
+    assert "AT+CGSN" in broken["error"]
+
+
 def test_offline_device_is_not_sent_commands(fleet: Fleet) -> None:
     raw = fast_profile_raw("speaker_cluster")
     raw["online"]["wait_s"] = 0.5

@@ -196,3 +196,36 @@ def test_tone_wav_has_the_asked_length_and_level(tmp_path: Path) -> None:
         frames = w.readframes(4000)
     samples = [int.from_bytes(frames[i : i + 2], "little", signed=True) for i in range(0, len(frames), 2)]
     assert 16000 < max(samples) <= 16422  # -6 dBFS of 32767
+
+
+class FakeModem(Probe):
+    async def read(self) -> dict[str, Any]:
+        return {}
+
+    async def identity(self) -> dict[str, Any]:
+        return {"imei": "867698041234561", "iccid": "89840480000123456789"}
+
+
+async def test_identify_answers_imei_iccid_and_controller_serial() -> None:
+    host = FakeHost({}, {"modem": FakeModem("modem")})
+    await _dispatcher(host).handle(_cmd("identify", {}))
+    [result] = host.results
+    assert result["ok"] is True
+    assert result["measured"]["imei"] == "867698041234561"
+    assert result["measured"]["iccid"] == "89840480000123456789"
+    assert "serial" in result["measured"]
+
+
+def test_controller_serial_from_the_device_tree_or_cpuinfo(tmp_path: Path) -> None:
+    from agent.commands import controller_serial
+
+    tree = tmp_path / "serial-number"
+    tree.write_bytes(b"10000000abcdef01\0")
+    assert controller_serial((tmp_path / "missing", tree)) == {
+        "serial": "10000000abcdef01",
+        "serial_source": str(tree),
+    }
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("Hardware\t: BCM2835\nSerial\t\t: 00000000c0ffee42\n")
+    assert controller_serial((), cpuinfo)["serial"] == "00000000c0ffee42"
+    assert controller_serial((), tmp_path / "none") == {"serial": None, "serial_source": None}

@@ -75,7 +75,7 @@ def test_dead_air_edges_alternate_and_follow_hysteresis(
     loud_since: float | None = None
     for level, step in samples:
         now += step
-        if level < -50.0:
+        if level <= -50.0:  # at the threshold is silence (protocols.stored_data.is_audible)
             silent_since = now if silent_since is None else silent_since
             loud_since = None
         else:

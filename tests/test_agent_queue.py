@@ -142,3 +142,23 @@ def test_sigkill_at_random_points_loses_nothing_committed(tmp_path: Path) -> Non
         silently_acked |= set(pending) - set(stored)
         q.close()
     assert len(appended) > 50
+
+
+def test_a_full_queue_logs_which_seqs_it_dropped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    q = DurableQueue(tmp_path / "q.db", "boot-a", max_messages=6)
+    for _ in range(6):
+        q.append(_msg)
+    q.mark_sent([q.peek(1)[0].id], time.monotonic())  # seq 0: the broker acknowledged it
+    q.close()
+    q = DurableQueue(tmp_path / "q.db", "boot-a", max_messages=3)  # a smaller cap after an update
+    with caplog.at_level("WARNING", logger="agent.queue"):
+        q.append(_msg)
+        q.append(_msg)
+    assert q.dropped == 5
+    assert [r.getMessage() for r in caplog.records] == [
+        "queue full (3 messages): dropped the 4 oldest: seq 0-3 of boot boot-a"
+        " (1 of them acknowledged by the broker)",
+        "queue full (3 messages): dropped the 1 oldest: seq 4 of boot boot-a"
+        " (0 of them acknowledged by the broker)",
+    ]
+    q.close()

@@ -97,7 +97,11 @@ async def test_audio_goes_out_on_change_not_every_poll(tmp_path: Path) -> None:
     now[0] += 1
     await agent.poll_once()
     sent = [m for m in _queued(agent) if m["kind"] == "audio"]
-    assert [m["rms_dbfs"] for m in sent] == [-20.0, -70.0]
+    # The four unchanged polls go out as one reading, stamped at the last of them, just
+    # before the change: the audio messages cover all six seconds measured, none twice.
+    assert [m["rms_dbfs"] for m in sent] == [-20.0, -20.0, -70.0]
+    assert [m["window_s"] for m in sent] == [1.0, 4.0, 1.0]
+    assert [m["ts"] - sent[0]["ts"] for m in sent] == [0, 4000, 5000]
     assert [m["seq"] for m in _queued(agent)] == list(range(len(_queued(agent))))
     agent.queue.close()
 

@@ -52,7 +52,7 @@ def test_vietnamese_message_names_commune_hamlet_device_time_and_what_to_check()
         "recovery",
         local_ts(18, 30),
     )
-    assert "Kéo dài: 1 h 30 min" in recovery.text
+    assert "Kéo dài: 1 giờ 30 phút" in recovery.text
     assert "Cần kiểm tra" not in recovery.text
 
 

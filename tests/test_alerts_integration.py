@@ -151,7 +151,7 @@ async def test_power_cut_sends_one_offline_email_and_webhook_then_one_recovery(
             await asyncio.sleep(0.3)
         agent.power_cut()
         await _until(lambda: inbox.messages and http.to("/hook/trang-xa"))
-        dev.bdseq += 1
+        dev.reboot()  # power is back: a new boot (the same boot would refine the cause to the link)
         agent = Agent(broker, dev)
         agent.publish(dev.heartbeat())
         await _until(lambda: len(inbox.messages) >= 2 and len(http.to("/hook/trang-xa")) >= 2)

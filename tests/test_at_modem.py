@@ -180,3 +180,23 @@ def test_truncated_and_bit_flipped_csq_raise_invalid_frame_or_parse(
     except InvalidFrame:
         return
     assert 0 <= reading["rssi"] <= 31  # a flipped digit is still a well-formed answer
+
+
+def test_imei_comes_bare_or_prefixed_and_is_luhn_checked() -> None:
+    assert at_modem.encode_command(at_modem.CGSN) == b"AT+CGSN\r"
+    assert at_modem.parse_imei(b"AT+CGSN\r\r\n867698041234561\r\n\r\nOK\r\n") == "867698041234561"
+    assert at_modem.parse_imei(b'\r\n+CGSN: "867698041234561"\r\n\r\nOK\r\n') == "867698041234561"
+    with pytest.raises(InvalidFrame, match="check digit"):
+        at_modem.parse_imei(b"\r\n867698041234562\r\n\r\nOK\r\n")
+    with pytest.raises(InvalidFrame, match="15 digits"):
+        at_modem.parse_imei(b"\r\n8676980412\r\n\r\nOK\r\n")
+
+
+def test_iccid_with_any_vendor_prefix_and_no_sim() -> None:
+    for prefix in (b"+CCID: ", b"+QCCID: ", b"+ICCID: "):
+        data = b"\r\n" + prefix + b"89840480000123456789\r\n\r\nOK\r\n"
+        assert at_modem.parse_iccid(data) == "89840480000123456789"
+    assert at_modem.parse_iccid(b"\r\n+CCID: 8984048000012345678F\r\n\r\nOK\r\n") == "8984048000012345678"
+    with pytest.raises(at_modem.ModemError) as error:
+        at_modem.parse_iccid(b"\r\n+CME ERROR: 10\r\n")
+    assert error.value.code == 10

@@ -120,3 +120,24 @@ def test_micropython_heap_script_reports_allocations() -> None:
     assert report["after_imports"] > report["before_imports"] > 0
     assert report["per_heartbeat"] > 0
     assert report["heartbeat_bytes"] > 300
+
+
+@pytest.mark.micropython
+def test_mcu_heap_bench_runs_a_cycle_that_ends_with_the_ring_receipted() -> None:
+    from bench.mcu_heap import measure
+
+    report = measure()  # the script itself checks that the receipt emptied the flash ring
+    assert report["after_agent"] > report["after_imports"] > report["before_imports"] > 0
+    assert report["cycle_alloc"] > 0
+    assert report["sent_bytes"] > 500
+
+
+def test_area_bench_sends_one_notice_per_commune_and_district_not_per_device(tmp_path: Path) -> None:
+    from bench.areas import district, outage
+
+    registry = district(90)  # 6 devices in each of the 15 communes
+    base = outage(registry, grouping=False, state_dir=str(tmp_path / "off"))
+    grouped = outage(registry, grouping=True, state_dir=str(tmp_path / "on"))
+    assert base["by_fault"] == {"offline": 90}
+    assert grouped["by_fault"] == {"district_offline": 1, "area_offline": 15}
+    assert grouped["open_alerts"] == base["open_alerts"] == 90

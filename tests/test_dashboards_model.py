@@ -12,13 +12,13 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dm
 
 from backend.cli import main
-from dashboards.build import GENERATED_DIR, render, to_text
+from dashboards.build import GENERATED_DIR, commune_names, render, to_text
 from dashboards.i18n import LANGUAGES, STRINGS, Strings
 from dashboards.influxql import DATASOURCE_UID, InfluxQLQuery
 from dashboards.provisioning import ProvisioningOptions, write_provisioning
 
-VI = render("vi")
-EN = render("en")
+VI = render("vi", communes=commune_names())
+EN = render("en", communes=commune_names())
 
 
 def test_committed_json_is_what_the_generator_renders() -> None:
@@ -66,8 +66,8 @@ def test_every_panel_queries_the_tincoso_datasource_in_raw_influxql(name: str) -
 def test_location_dashboards_filter_by_commune_hamlet_and_kind() -> None:
     for name in ("tincoso-fleet.json", "tincoso-device.json", "tincoso-bulletins.json"):
         variables = {v["name"]: v for v in VI[name]["templating"]["list"]}
+        assert variables["hamlet"]["query"].startswith("SHOW TAG VALUES"), name
         for tag in ("commune", "hamlet", "kind"):
-            assert variables[tag]["query"].startswith("SHOW TAG VALUES"), name
             assert variables[tag]["multi"]
             assert variables[tag]["includeAll"]
 
@@ -110,6 +110,9 @@ def test_provisioning_files_point_grafana_at_influxdb_and_the_dashboards(tmp_pat
     json_dir = Path(provider["options"]["path"])
     assert json_dir.is_absolute()
     assert sorted(p.name for p in json_dir.glob("*.json")) == sorted(VI)
+    assert (
+        json.loads((json_dir / "tincoso-fleet.json").read_text())["templating"]["list"][0]["type"] == "query"
+    )
     assert len(written) == 2 + len(VI)
 
 

@@ -37,13 +37,13 @@ FLEET = (
     ("vn-trangxa-loa-01", "trang-xa", "thon-na-ca", "speaker_cluster", 21.755, 106.075),
     ("vn-trangxa-loa-02", "trang-xa", "thon-khuon-vang", "speaker_cluster", 21.760, 106.081),
     ("vn-binhlong-loa-01", "binh-long", "ban-chu", "speaker_cluster", 21.650, 106.120),
-    ("vn-trangxa-bang-01", "trang-xa", "trung-tam", "eboard", 21.757, 106.078),
+    ("vn-trangxa-bangtin-01", "trang-xa", "trung-tam", "eboard", 21.757, 106.078),
     ("vn-huyen-led-01", "dinh-ca", "trung-tam", "district_led", 21.720, 106.110),
 )
 SPEAKERS = [d for d in FLEET if d[3] == "speaker_cluster"]
 BOARDS = [d for d in FLEET if d[3] != "speaker_cluster"]
 SILENT_SPEAKER = "vn-trangxa-loa-02"  # plays the bulletin but nothing comes out
-DARK_BOARD = "vn-trangxa-bang-01"
+DARK_BOARD = "vn-trangxa-bangtin-01"
 OFFLINE_BOARD = "vn-huyen-led-01"
 
 
@@ -64,7 +64,7 @@ def seed_district(now_ms: int) -> Iterator[str]:
     bulletin_from = now_ms - 40 * MINUTE_MS
     for n, device in enumerate(FLEET):
         tags = _tags(device)
-        yield line("device_info", tags, {"lat": device[4], "lon": device[5]}, start)
+        yield line("device_info", tags, {"registered": True, "lat": device[4], "lon": device[5]}, start)
         yield line("state", tags, {"online": True, "bdseq": 3, "reason": "birth"}, start + 1000)
         if device[0] == OFFLINE_BOARD:
             yield line("state", tags, {"online": False, "bdseq": 3, "reason": "lwt"}, now_ms - 5 * MINUTE_MS)
@@ -107,6 +107,7 @@ def _audio(device: tuple[Any, ...], ts: int, seq: int, *, playing: bool) -> Iter
                 "window_s": 10.0,
                 "playing": playing,
                 "rms_dbfs": rms,
+                "rms_power": 10 ** (rms / 10),  # what the ingest adds (energy averaging)
                 "peak_dbfs": min(0.0, rms + 15),
                 "dead_air": silent and playing,
                 "dead_air_s": 30.0 if silent and playing else 0.0,
@@ -146,6 +147,10 @@ def _display(device: tuple[Any, ...], ts: int, seq: int, minute: int) -> Iterato
 def _kpi(now_ms: int) -> Iterator[str]:
     """Stored KPI results in the shape backend/kpi/store.py writes them."""
     common = {"target_year": 2025, "period_from": "2025-01-01", "period_to": "2025-12-31"}
+    for device in FLEET:
+        health = {"operating_h": 720, "crash_free_h": 718, "crashes": 2, "crash_free_pct": 99.7, **common}
+        where = {"device": device[0], "commune": device[1], "hamlet": device[2]}
+        yield line("device_health", where, health, now_ms - 60_000)
     for indicator, value in (("1.1", 50.0), ("1.5", 100.0), ("2.2", 100.0)):
         met = value >= 90.0
         status = "met" if met else "not_met"
@@ -214,6 +219,18 @@ def _monitor_and_backend(now_ms: int, start: int) -> Iterator[str]:
             {"start_ms": start + 60_000, "end_ms": start + 600_000, "duration_s": 540.0},
             start + 600_000,
         )
+    # The board's outage: classified when the alert opened, settled when it came back.
+    yield line(
+        "outage",
+        {**board, "cause": "mains", "evidence": "mains_flag"},
+        {
+            "text": "Nghi mất điện lưới: điện áp nguồn về 0 V lúc 17:02, chạy pin dự phòng 40 s rồi tắt",
+            "refined": False,
+            "since_ms": start + 60_000,
+            "duration_s": 540.0,
+        },
+        start + 60_000,
+    )
     for tags in (silent, _tags(SPEAKERS[0])):
         for event, offset in (("playback_start", 40), ("playback_end", 10)):
             yield line(
@@ -366,10 +383,10 @@ async def test_a_renamed_field_fails_the_query_check(district: tuple[InfluxClien
     client, now_ms = district
     broken = copy.deepcopy(DASHBOARDS["tincoso-device.json"])
     targets = [
-        t for panel in broken["panels"] for t in panel.get("targets", []) if '"rms_dbfs"' in t["query"]
+        t for panel in broken["panels"] for t in panel.get("targets", []) if '"rms_power"' in t["query"]
     ]
-    assert targets, "the device dashboard no longer shows rms_dbfs"
-    targets[0]["query"] = targets[0]["query"].replace('mean("rms_dbfs")', 'mean("rms_dbfs_renamed")')
+    assert targets, "the device dashboard no longer shows the audio level"
+    targets[0]["query"] = targets[0]["query"].replace('mean("rms_power")', 'mean("rms_power_renamed")')
     problems = await check_dashboard(client, now_ms, broken)
     assert problems
     assert all("returned no rows" in problem for problem in problems)
@@ -386,7 +403,7 @@ async def test_a_broken_query_fails_the_query_check(district: tuple[InfluxClient
 async def test_silent_speaker_shows_as_silent_and_not_sounded(district: tuple[InfluxClient, int]) -> None:
     client, now_ms = district
     bulletins = DASHBOARDS["tincoso-bulletins.json"]
-    per_hamlet = next(p for p in bulletins["panels"] if len(p.get("targets", [])) == 3)
+    per_hamlet = next(p for p in bulletins["panels"] if len(p.get("targets", [])) == 4)
     rows: dict[str, dict[str, float]] = {}
     for target in per_hamlet["targets"]:
         for series in await client.query(substitute(target["query"], now_ms, RAW_RP)):
@@ -396,6 +413,8 @@ async def test_silent_speaker_shows_as_silent_and_not_sounded(district: tuple[In
     assert rows["thon-khuon-vang"]["silent_min"] == pytest.approx(40)
     assert "sounded_min" not in rows["thon-khuon-vang"]
     assert rows["thon-na-ca"]["sounded_min"] == pytest.approx(40)
+    # Three-valued: how many readings stand behind the minutes (none would be "no data").
+    assert rows["thon-khuon-vang"]["readings"] > 0
 
 
 async def test_minutes_per_day_are_whole_vietnam_days_from_the_daily_rollups(

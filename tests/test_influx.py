@@ -50,7 +50,7 @@ async def test_every_payload_kind_is_accepted_with_schema_types(influx_db: Any) 
         for line in _lines_of(EXAMPLES[kind])
     ]
     async with InfluxClient(influx_db.base_url, influx_db.name) as influx:
-        assert await influx.write(lines) == 5
+        assert await influx.write(lines, precision="ns") == 5
         heartbeat = await _field_types(influx, "heartbeat")
         assert heartbeat["signal_dbm"] == "float"
         assert heartbeat["queue_depth"] == "integer"
@@ -63,7 +63,7 @@ async def test_every_payload_kind_is_accepted_with_schema_types(influx_db: Any) 
         # A later reading with a fractional value of an integer-looking field must not conflict.
         later = copy.deepcopy(EXAMPLES["heartbeat"])
         later.update(seq=1043, ts=1_764_126_030_000, signal_dbm=-87.5, uptime_s=86430)
-        assert await influx.write(_lines_of(later)) == 1
+        assert await influx.write(_lines_of(later), precision="ns") == 1
 
 
 async def test_unreachable_influx_is_unavailable_and_a_bad_line_is_refused(influx_db: Any) -> None:

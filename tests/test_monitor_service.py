@@ -95,7 +95,10 @@ async def test_run_monitor_as_the_backend_calls_it_writes_state(
     registry = load_registry(EXAMPLE)
     placed = {d.id for d in registry.devices.values() if d.lat is not None and d.lon is not None}
     assert placed
-    assert {info["device"] for info in infos} == placed
+    # Every registered device is counted, with or without coordinates.
+    assert {info["device"] for info in infos} == set(registry.devices)
+    assert all(info["registered"] is True for info in infos)
+    assert {info["device"] for info in infos if info["lat"] is not None} == placed
     trang_xa = next(info for info in infos if info["device"] == "vn-trangxa-loa-02")
     assert (trang_xa["lat"], trang_xa["lon"]) == (
         registry.devices["vn-trangxa-loa-02"].lat,

@@ -98,3 +98,34 @@ def test_new_boot_starts_a_new_sequence_and_duplicates_are_harmless() -> None:
     gaps.observe("d", "b2", 50, now=1)
     [gap] = gaps.expire(now=1)
     assert (gap.boot_id, gap.from_seq, gap.to_seq) == ("b2", 3, 49)
+
+
+def test_old_sessions_last_will_arriving_after_the_new_boots_birth_keeps_the_device_online() -> None:
+    """An ESP32 reset by its watchdog reconnects before the broker gave up on the old session
+    (keepalive x 1.5): the old Last Will arrives after the new birth. The MCU agent keeps
+    ``bdseq`` in flash across boots, so that will is older and ignored."""
+    clock, fleet, dev = _fleet()
+    dev.bdseq = 7
+    fleet.apply(dev.birth())
+    old_will = dev.death()  # bdseq 7, set at the old session's CONNECT
+    clock.advance(3)
+    dev.reboot()  # new boot_id, bdseq 8 (boot-persistent)
+    assert fleet.apply(dev.birth()) == []  # still online: nothing to announce
+    clock.advance(20)
+    assert fleet.apply(old_will) == []
+    assert fleet.get(dev.device).online is True
+    assert fleet.get(dev.device).stale_deaths == 1
+
+
+def test_a_bdseq_restarting_at_one_after_a_reboot_lets_the_old_last_will_through() -> None:
+    """Why bdseq must survive a reboot: with a counter that restarts, the stale will wins."""
+    clock, fleet, dev = _fleet()
+    dev.bdseq = 7
+    fleet.apply(dev.birth())
+    old_will = dev.death()
+    dev.reboot()
+    dev.bdseq = 1  # what the old MicroPython agent did
+    fleet.apply(dev.birth())
+    clock.advance(20)
+    [down] = fleet.apply(old_will)
+    assert down.online is False

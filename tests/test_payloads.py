@@ -37,7 +37,8 @@ def _value_for(spec: dict[str, Any]) -> st.SearchStrategy[Any]:
         base = st.booleans()
     elif typ == "obj":
         base = st.dictionaries(
-            st.text(min_size=1, max_size=10),
+            # keys become InfluxDB field names: identifiers only (payloads._is_identifier)
+            st.text(alphabet="abcXYZ019_", min_size=1, max_size=10),
             st.one_of(st.none(), st.booleans(), st.integers(-1000, 1000), finite, text),
             max_size=5,
         )

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 from agent.probes import ProbeError, create
+from agent.probes._audio_sources import TcpSource
 from agent.probes.audio import AudioProbe
+from agent.probes.base import stop_task
 from hil_tests.simulators.audio import AudioSource
 
 RATE = 8000
@@ -326,6 +328,44 @@ async def test_hil_audio_source_programme_then_stalled_stream_is_dead_air_with_p
     assert dead_air[0]["programme"] == "ban-tin-sang-0530"
 
 
+async def test_a_read_cancelled_as_its_audio_arrives_is_cancelled() -> None:
+    # CI hung here for 300 s: the probe was closed while the stream's bytes landed, the
+    # read returned them (asyncio.wait_for on 3.11 drops that cancel) and the measuring
+    # loop ran on, so close() waited for ever.
+    source = TcpSource("127.0.0.1", 1, RATE, timeout_s=5.0)
+    source._reader = asyncio.StreamReader()
+    read = asyncio.create_task(source.read(4000))
+    await asyncio.sleep(0)  # the read waits for bytes
+    source._reader.feed_data(b"\x00\x00" * 100)
+    read.cancel()
+    await asyncio.wait({read}, timeout=1.0)
+    assert read.cancelled()
+
+
+async def test_stopping_a_task_that_loses_a_cancel_still_ends_it() -> None:
+    loops = 0
+
+    async def measuring_loop() -> None:  # a cancel lost once, as inside a library
+        nonlocal loops
+        while True:
+            loops += 1
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                if loops > 5:
+                    raise
+
+    task = asyncio.create_task(measuring_loop())
+    await asyncio.sleep(0.01)
+    stopping = asyncio.create_task(stop_task(task))
+    done, _ = await asyncio.wait({stopping}, timeout=3.0)
+    if not done:  # leave nothing running behind a failed test
+        task.cancel()
+        await asyncio.wait({stopping}, timeout=1.0)
+    assert done, "stop_task waited on a task that lost its cancel"
+    assert task.cancelled()
+
+
 FAKE_ARECORD = """\
 import math, struct, sys
 args = sys.argv[1:]
@@ -360,6 +400,23 @@ async def test_arecord_source_runs_the_capture_command_and_measures_it(tmp_path:
     assert args == "-q -t raw -f S16_LE -c 1 -r 8000 -D plughw:1,0"
     assert energy_mean(reports) == pytest.approx(-24.0, abs=0.1)
     assert "arecord exited with code 0" in str(error)
+
+
+async def test_arecord_command_may_carry_its_own_options(tmp_path: Path) -> None:
+    script = fake_arecord(tmp_path)
+    probe = make_probe("arecord", arecord_command=f"'{script}' --buffer-time=500000")
+    try:
+        await probe.start()
+        await read_until_error(probe)
+    finally:
+        await probe.close()
+    args = await asyncio.to_thread(Path(str(script) + ".args").read_text)
+    assert args == "--buffer-time=500000 -q -t raw -f S16_LE -c 1 -r 8000 -D default"
+
+
+def test_arecord_command_with_unclosed_quote_is_refused_when_the_config_loads() -> None:
+    with pytest.raises(ValueError, match='arecord_command "arecord \'-D": No closing quotation'):
+        create("audio", {"source": "arecord", "arecord_command": "arecord '-D"})
 
 
 async def test_arecord_failing_reports_its_message(tmp_path: Path) -> None:

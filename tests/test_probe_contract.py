@@ -71,4 +71,23 @@ def test_unknown_probe_kind_is_refused_with_the_known_kinds() -> None:
     with pytest.raises(ValueError, match=r"probes\.loa\.kind must be one of system, audio"):
         create("loa", {})
     assert create("amp_2", {"kind": "power_meter", "url": "/dev/ttyUSB1"}).name == "amp_2"
-    assert set(KINDS) == {"system", "audio", "power_meter", "display", "modem"}
+    assert set(KINDS) == {"system", "audio", "power_meter", "display", "screen", "modem"}
+
+
+async def test_display_message_from_screen_probe_alone_is_valid() -> None:
+    from agent.probes.screen import Frame, ScreenProbe
+
+    black = Frame(64, 36, bytes(4 * 64 * 36))
+    now = [0.0]
+    screen = ScreenProbe(
+        "screen", {"display": ":0", "blank_after_s": 1}, grab=lambda: black, clock=lambda: now[0]
+    )
+    for step in range(3):
+        now[0] = float(step)
+        screen.observe(black)
+    fields = await screen.read()
+    await screen.close()
+    assert fields["blank"] is True
+    payloads.build("display", ENV, fields)
+    for event in screen.drain_events():
+        payloads.build("event", ENV, event)

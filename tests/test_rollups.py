@@ -16,6 +16,7 @@ from backend.rollups import (
     ensure_retention_and_rollups,
     rollups,
 )
+from protocols.stored_data import sounded_where
 
 HOUR_MS = 3_600_000
 DEVICES = (
@@ -337,3 +338,46 @@ async def test_daily_rollups_are_vietnam_days_and_agree_with_raw_and_hourly_data
         influx, f'SELECT * FROM "rollup_1d"."audio" WHERE {window} GROUP BY "device"'
     )
     assert again == daily
+
+
+async def test_changed_sound_threshold_recreates_the_continuous_queries_and_backfill_uses_it(
+    influx: InfluxClient,
+) -> None:
+    """backend.toml's [definitions] threshold reaches the continuous queries (issue 14)."""
+    assert await ensure_retention_and_rollups(influx) == []  # created, none replaced
+    assert "rms_dbfs > -50" in (await _continuous_queries(influx))["tincoso_1m_audio_sounded_s"]
+    assert await ensure_retention_and_rollups(influx) == []  # unchanged
+    quieter = RetentionConfig(sound_threshold_dbfs=-20.0)
+    replaced = await ensure_retention_and_rollups(influx, quieter)
+    # Only the audio queries that use the threshold: the caller recomputes their past rollups.
+    assert "tincoso_1m_audio_sounded_s" in replaced
+    assert "tincoso_1h_audio_sounded_s" not in replaced
+    queries = await _continuous_queries(influx)
+    assert "rms_dbfs > -20" in queries["tincoso_1m_audio_sounded_s"].replace('"', "")
+    assert "rms_dbfs <= -20" in queries["tincoso_1m_audio_silent_s"].replace('"', "")
+
+    hour = (int(time.time() * 1000) // HOUR_MS - 3) * HOUR_MS
+    await influx.write(_seed_hour(hour))
+    await backfill(influx, hour, hour + HOUR_MS, sound_threshold_dbfs=-20.0)
+    window = f"time >= {hour}ms AND time < {hour + HOUR_MS}ms"
+    where = sounded_where(-20.0)
+    raw = {
+        r["device"]: r["s"]
+        for r in rows(
+            await influx.query(
+                f'SELECT sum("window_s") AS "s" FROM "raw"."audio" WHERE {window} AND ({where}) '
+                'GROUP BY "device"'
+            )
+        )
+    }
+    hourly = {
+        r["device"]: r["sounded_s"]
+        for r in rows(
+            await influx.query(
+                f'SELECT "sounded_s" FROM "rollup_1h"."audio" WHERE {window} GROUP BY "device"'
+            )
+        )
+    }
+    assert hourly == pytest.approx(raw)
+    # Louder than -20 dBFS is a minority of this hour's readings: the threshold changed the answer.
+    assert all(0 < s < 1800.0 for s in hourly.values())

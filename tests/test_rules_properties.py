@@ -2,7 +2,8 @@
 
 Whatever a device sends and however time moves: every (device, fault) alternates
 open/clear starting with open, the alert store and the rule engine agree on what is open,
-and once the device is healthy again and time has passed, every open alert closes.
+and once the device is measured healthy again (in a bulletin and the board's hours, where
+faults can be seen gone) and time has passed, every open alert closes.
 """
 
 from __future__ import annotations
@@ -74,6 +75,16 @@ _action = st.one_of(
 )
 
 
+def _next_evidence_window(now: float, speaker: str, board: str) -> float:
+    """The first minute from ``now`` at least 60 s into a bulletin, within the board's hours."""
+    for minute in range(1, 3 * 24 * 60):
+        ts = now + 60 * minute
+        bulletin = REGISTRY.bulletin_at(speaker, ts) is not None and REGISTRY.bulletin_at(speaker, ts - 60)
+        if bulletin and REGISTRY.operating_at(board, ts) is not False:
+            return ts
+    raise AssertionError("the example registry has no bulletin within the board's hours")
+
+
 def _run(actions: list[tuple[Any, ...]], state_dir: Path, start: float) -> None:
     clock = ManualClock(start)
     config = MonitorConfig(
@@ -135,6 +146,14 @@ def _run(actions: list[tuple[Any, ...]], state_dir: Path, start: float) -> None:
         send(dev.heartbeat())
         send(dev.event("fault_end", "amp_idle"))
         send(dev.event("fault_end", "dead_air"))
+    # A fault closes only on a measurement that shows it gone: move into a bulletin inside
+    # the board's hours, where sound and a lit board are evidence.
+    clock.set(_next_evidence_window(clock.now(), devices[0].device, devices[1].device))
+    for dev in devices:
+        dev.bdseq += 1
+        send(dev.birth())
+        send(dev.heartbeat())
+    send(devices[0].audio(playing=True, dead_air=False, amp_power_w=60.0))
     send(devices[0].audio(playing=False, amp_power_w=0.0))
     send(devices[1].display())
     for _ in range(12):  # past the data-loss and reboot-loop windows, heard all along
@@ -147,6 +166,8 @@ def _run(actions: list[tuple[Any, ...]], state_dir: Path, start: float) -> None:
 
     per_fault: dict[tuple[str, str], list[bool]] = {}
     for t in history:
+        if t.unconfirmed:  # evidence ended: neither an open nor a close
+            continue
         per_fault.setdefault((t.device, t.fault), []).append(t.opened)
     for key, states in per_fault.items():
         assert states[0] is True, key

@@ -8,6 +8,8 @@ before dead air starts, and above it for ``clear_s`` seconds before it ends.
 Portable: runs unchanged on MicroPython (no dataclasses, no typing at run time).
 """
 
+from protocols.stored_data import SOUND_THRESHOLD_DBFS, is_audible
+
 TYPE_CHECKING = False  # mypy treats this name as True; MicroPython has no typing
 
 
@@ -15,12 +17,15 @@ class DeadAirDetector:
     """Hysteresis detector over a stream of (level, time) samples.
 
     Args:
-        threshold_dbfs: levels strictly below this count as silence.
+        threshold_dbfs: levels at or below this count as silence
+            (`protocols.stored_data.is_audible`, the backend's own definition).
         enter_s: seconds of continuous silence before dead air starts.
         clear_s: seconds of continuous sound before dead air ends.
     """
 
-    def __init__(self, threshold_dbfs: float = -50.0, enter_s: float = 15.0, clear_s: float = 10.0) -> None:
+    def __init__(
+        self, threshold_dbfs: float = SOUND_THRESHOLD_DBFS, enter_s: float = 15.0, clear_s: float = 10.0
+    ) -> None:
         if enter_s < 0 or clear_s < 0:
             raise ValueError("enter_s and clear_s must be >= 0, got %r and %r" % (enter_s, clear_s))
         self.threshold_dbfs = float(threshold_dbfs)
@@ -64,7 +69,7 @@ class DeadAirDetector:
             # A clock stepping backwards must not produce a negative duration; treat it as now.
             now_s = self._last_now
         self._last_now = now_s
-        silent = level_dbfs < self.threshold_dbfs
+        silent = not is_audible(level_dbfs, self.threshold_dbfs)
         if silent:
             self._loud_since = None
             if self._silent_since is None:

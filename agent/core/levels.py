@@ -82,6 +82,8 @@ def peak_dbfs(samples: "Any") -> float:
 
 def longest_rail_run(samples: "Any") -> int:
     """Length of the longest run of consecutive samples at the 16-bit rails."""
+    if not len(samples) or (max(samples) < _RAIL and min(samples) > -_RAIL):
+        return 0  # nothing at the rails: skip the per-sample loop (most windows)
     longest = 0
     run = 0
     for s in samples:

@@ -32,6 +32,7 @@ PROBE_KINDS = {
     "audio": "audio",
     "power_meter": "audio",
     "display": "display",
+    "screen": "display",
 }
 
 

@@ -125,6 +125,7 @@ class ReportingPolicy:
         self._next_heartbeat = now_s
         self._next_snapshot = {}  # type: dict[str, float]
         self._last_sent = {}  # type: dict[str, dict[str, Any]]
+        self._mains = None  # type: bool | None
 
     def set_intervals(self, heartbeat_s: "float | None" = None, snapshot_s: "float | None" = None) -> None:
         """Change the periods; the new heartbeat period applies from the next heartbeat."""
@@ -140,6 +141,18 @@ class ReportingPolicy:
     def heartbeat_due(self, now_s: float) -> bool:
         """Whether a heartbeat should be sent now."""
         return now_s >= self._next_heartbeat
+
+    def dying_gasp(self, mains: "bool | None") -> bool:
+        """Whether the heartbeat's ``mains`` flag just turned false: send a heartbeat now.
+
+        A controller on a small UPS has its battery's minutes left when the grid goes, often
+        less than a heartbeat period: the "mains lost" reading must leave at once, so the
+        backend can tell a power cut from a dead controller or a lost cell.
+        """
+        gasp = mains is False and self._mains is not False
+        if mains is not None:
+            self._mains = mains
+        return gasp
 
     def heartbeat_sent(self, now_s: float) -> None:
         """Record a heartbeat sent at ``now_s`` and schedule the next one."""

@@ -116,10 +116,11 @@ class RingBuffer:
         self._save_header()
         return dropped
 
-    def peek(self, n: int) -> "list[bytes]":
-        """Up to ``n`` oldest messages, oldest first; a torn record reads as b""."""
+    def peek(self, n: int, start: int = 0) -> "list[bytes]":
+        """Up to ``n`` oldest messages after the first ``start``, oldest first; a torn
+        record reads as b""."""
         out = []
-        for i in range(min(n, self.count)):
+        for i in range(start, min(start + n, self.count)):
             self._f.seek(self._offset(self.head + i))
             raw = self._f.read(self.record_size)
             length, check = struct.unpack(_RECORD_HEAD, raw[:_RECORD_HEAD_SIZE])
@@ -130,7 +131,7 @@ class RingBuffer:
         return out
 
     def pop(self, n: int) -> None:
-        """Forget the ``n`` oldest messages (the broker acknowledged them)."""
+        """Forget the ``n`` oldest messages (delivered: receipted, or acknowledged)."""
         n = min(n, self.count)
         if n <= 0:
             return

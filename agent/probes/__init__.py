@@ -13,7 +13,7 @@ from agent.probes.base import Probe, ProbeError
 
 __all__ = ["KINDS", "Probe", "ProbeError", "create"]
 
-KINDS = ("system", "audio", "power_meter", "display", "modem")
+KINDS = ("system", "audio", "power_meter", "display", "screen", "modem")
 
 
 def create(name: str, section: Mapping[str, Any]) -> Probe:
@@ -42,6 +42,10 @@ def create(name: str, section: Mapping[str, Any]) -> Probe:
         from agent.probes.display import DisplayProbe
 
         return DisplayProbe(name, section)
+    if kind == "screen":
+        from agent.probes.screen import ScreenProbe
+
+        return ScreenProbe(name, section)
     if kind == "modem":
         from agent.probes.modem import ModemProbe
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import select
+import shlex
 import threading
 import time
 import wave
@@ -20,6 +21,21 @@ from urllib.parse import urlsplit
 
 class AudioSourceError(Exception):
     """The source cannot be opened, broke, or delivered nothing in time."""
+
+
+def split_command(command: str) -> list[str]:
+    """A capture command line as argv, split like a shell would.
+
+    Raises:
+        ValueError: the command is empty or its quotes do not close.
+    """
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise ValueError(f"arecord_command {command!r}: {exc}") from None
+    if not argv:
+        raise ValueError("arecord_command is empty")
+    return argv
 
 
 class PcmSource:
@@ -58,16 +74,16 @@ class TcpSource(PcmSource):
 
     async def open(self) -> None:
         try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self.timeout_s
-            )
+            async with asyncio.timeout(self.timeout_s):
+                self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         except (OSError, TimeoutError) as exc:
             raise AudioSourceError("cannot connect: %s" % (exc or "timed out")) from None
 
     async def read(self, size: int) -> bytes:
         assert self._reader is not None
         try:
-            return await asyncio.wait_for(self._reader.read(size), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                return await self._reader.read(size)
         except TimeoutError:
             raise AudioSourceError(f"no audio for {self.timeout_s:.1f} s") from None
         except OSError as exc:
@@ -79,15 +95,33 @@ class TcpSource(PcmSource):
             writer.close()
             # wait_closed() can wait for ever on a peer that never answers the close.
             with contextlib.suppress(OSError, TimeoutError):
-                await asyncio.wait_for(writer.wait_closed(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await writer.wait_closed()
 
 
 class ArecordSource(PcmSource):
-    """``arecord``: the sound card that samples the receiver's audio output (ALSA)."""
+    """``arecord``: the sound card that samples the receiver's audio output (ALSA).
+
+    ``command`` is the capture program with any options of its own, split like a shell
+    would (``arecord --buffer-time=500000``); the format and device options follow them.
+    """
 
     def __init__(self, command: str, device: str, rate: int, timeout_s: float) -> None:
         super().__init__(f"arecord -D {device}", rate, timeout_s)
-        self.argv = [command, "-q", "-t", "raw", "-f", "S16_LE", "-c", "1", "-r", str(rate), "-D", device]
+        self.argv = [
+            *split_command(command),
+            "-q",
+            "-t",
+            "raw",
+            "-f",
+            "S16_LE",
+            "-c",
+            "1",
+            "-r",
+            str(rate),
+            "-D",
+            device,
+        ]
         self._process: asyncio.subprocess.Process | None = None
 
     async def open(self) -> None:
@@ -106,7 +140,8 @@ class ArecordSource(PcmSource):
         assert process is not None
         assert process.stdout is not None
         try:
-            data = await asyncio.wait_for(process.stdout.read(size), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                data = await process.stdout.read(size)
         except TimeoutError:
             raise AudioSourceError(f"no audio for {self.timeout_s:.1f} s") from None
         if data:
@@ -119,11 +154,21 @@ class ArecordSource(PcmSource):
         raise AudioSourceError(f"arecord exited with code {process.returncode}: {why}")
 
     async def _wait_exit(self, process: asyncio.subprocess.Process) -> None:
+        # asyncio's wait() returns only once the pipes are closed too, and a stdout pipe
+        # whose reader fell behind is paused and would never see its EOF: read it empty
+        # meanwhile (this also unblocks an arecord stuck writing into a full pipe).
+        drain = asyncio.create_task(_discard(process.stdout))
         try:
-            await asyncio.wait_for(process.wait(), 2.0)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+            try:
+                async with asyncio.timeout(2.0):
+                    await process.wait()
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        finally:
+            drain.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drain
 
     async def close(self) -> None:
         process, self._process = self._process, None
@@ -133,6 +178,15 @@ class ArecordSource(PcmSource):
             with contextlib.suppress(ProcessLookupError):
                 process.terminate()
         await self._wait_exit(process)
+
+
+async def _discard(stream: asyncio.StreamReader | None) -> None:
+    """Read ``stream`` to its end, throwing the data away."""
+    if stream is None:
+        return
+    with contextlib.suppress(OSError):
+        while await stream.read(65536):
+            pass
 
 
 class FileSource(PcmSource):

@@ -111,9 +111,8 @@ class SerialLink:
         """
         async with self._lock:
             try:
-                return await asyncio.wait_for(
-                    asyncio.to_thread(self._exchange_blocking, request, find), self.timeout_s + 5.0
-                )
+                async with asyncio.timeout(self.timeout_s + 5.0):
+                    return await asyncio.to_thread(self._exchange_blocking, request, find)
             except TimeoutError:
                 # The worker is stuck inside the OS (e.g. a wedged USB adapter): start afresh.
                 self.close_port()

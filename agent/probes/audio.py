@@ -26,11 +26,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from agent.calibrate import load_offset
 from agent.core import levels
 from agent.core.dead_air import DeadAirDetector
 from agent.probes._audio_sources import AudioSourceError, PcmSource, make_source
 from agent.probes._config import ProbeConfig
-from agent.probes.base import Probe, ProbeError
+from agent.probes.base import Probe, ProbeError, stop_task
+from protocols import stored_data
 
 _MAX_PROGRAMME = 128
 
@@ -51,7 +53,8 @@ class AudioProbe(Probe):
     (16000), ``window_s`` (1.0), ``dead_air_threshold_dbfs`` (-50), ``dead_air_enter_s``
     (15), ``dead_air_clear_s`` (10), ``clip_dbfs`` (-0.1), ``clip_run`` (3),
     ``programme_file`` (none), ``read_timeout_s`` (3.0), ``pace`` (false; files only),
-    ``arecord_command`` ("arecord").
+    ``arecord_command`` ("arecord"), ``calibration_file`` (the runtime points it at
+    ``<state_dir>/audio_calibration.json``; levels are shifted by the stored offset).
     """
 
     name = "audio"
@@ -63,11 +66,15 @@ class AudioProbe(Probe):
         self.device = config.string("device", "default") or "default"
         self.rate = config.integer("rate", 16000, 1000, 192000)
         self.window_s = config.number("window_s", 1.0, 0.05, 10)
-        self.threshold_dbfs = config.number("dead_air_threshold_dbfs", -50.0, -120, 0)
+        default, lowest = stored_data.SOUND_THRESHOLD_DBFS, stored_data.SOUND_THRESHOLD_MIN_DBFS
+        self.threshold_dbfs = config.number("dead_air_threshold_dbfs", default, lowest, 0)
         self.enter_s = config.number("dead_air_enter_s", 15.0, 0)
         self.clear_s = config.number("dead_air_clear_s", 10.0, 0)
         self.clip_dbfs = config.number("clip_dbfs", levels.CLIP_DBFS, -60, 0)
         self.clip_run = config.integer("clip_run", levels.CLIP_RUN, 1)
+        # Capture offset from `tincoso-agent calibrate-audio`, added to every level reported.
+        self.calibration_file = config.string("calibration_file")
+        self.offset_db = load_offset(self.calibration_file, name)
         programme_file = config.string("programme_file")
         self.programme_file = Path(programme_file) if programme_file else None
         self.read_timeout_s = config.number("read_timeout_s", 3.0, 0.1, 120)
@@ -102,6 +109,12 @@ class AudioProbe(Probe):
             pace=self.pace,
         )
 
+    def _calibrated(self, dbfs: float) -> float:
+        """A capture level on the calibrated scale (digital silence stays at the floor)."""
+        if dbfs <= levels.FLOOR_DBFS or not self.offset_db:
+            return dbfs
+        return max(levels.FLOOR_DBFS, dbfs + self.offset_db)
+
     def _reset_report(self) -> None:
         self._samples = 0
         self._sum_squares = 0.0
@@ -124,16 +137,18 @@ class AudioProbe(Probe):
         self._failure = None
         self._task = asyncio.create_task(self._consume(source), name=f"audio-probe-{self.name}")
 
+    @property
+    def stream_s(self) -> float:
+        """Seconds of audio measured since the probe started (the stream's own clock)."""
+        return self._stream_s
+
     def _running(self) -> bool:
         return self._task is not None and not self._task.done()
 
     async def close(self) -> None:
         """Stop measuring and release the source."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         if self._source is not None:
             await self._source.close()
             self._source = None
@@ -170,8 +185,8 @@ class AudioProbe(Probe):
         seconds = len(samples) / rate
         self._stream_s += seconds
         now = self._stream_s
-        level = window["rms_dbfs"]
-        audible = level >= self.threshold_dbfs
+        level = self._calibrated(window["rms_dbfs"])
+        audible = stored_data.is_audible(level, self.threshold_dbfs)
         self.programme = self._read_programme()
         self._samples += len(samples)
         self._sum_squares += window["sum_squares"]
@@ -280,8 +295,10 @@ class AudioProbe(Probe):
         report = {
             "window_s": round(self._samples / rate, 3),
             "playing": self.playing,
-            "rms_dbfs": round(levels.mean_square_to_dbfs(self._sum_squares / self._samples), 2),
-            "peak_dbfs": round(self._peak, 2),
+            "rms_dbfs": round(
+                self._calibrated(levels.mean_square_to_dbfs(self._sum_squares / self._samples)), 2
+            ),
+            "peak_dbfs": round(self._calibrated(self._peak), 2),
             "dead_air": self._dead_air,
             "dead_air_s": round(self._silent_s, 3),
             "clipping": self._clipping,
@@ -298,7 +315,8 @@ class AudioProbe(Probe):
         if not self._running():
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._new_window.wait(), self.read_timeout_s + self.window_s)
+            async with asyncio.timeout(self.read_timeout_s + self.window_s):
+                await self._new_window.wait()
 
     async def measure(self, seconds: float, freq_hz: float | None = None) -> dict[str, Any]:
         """Measure the next ``seconds`` of audio, for the test-tone command.
@@ -319,7 +337,8 @@ class AudioProbe(Probe):
         tap = _Tap(max(1, round(seconds * rate)), asyncio.get_running_loop().create_future())
         self._taps.append(tap)
         try:
-            samples = await asyncio.wait_for(tap.future, seconds + self.read_timeout_s + self.window_s)
+            async with asyncio.timeout(seconds + self.read_timeout_s + self.window_s):
+                samples = await tap.future
         except TimeoutError:
             raise self._fail(
                 f"audio source {self._label()}: no audio to measure for {seconds:.1f} s"
@@ -332,8 +351,8 @@ class AudioProbe(Probe):
         estimate = levels.zero_crossing_hz(samples, rate)
         result: dict[str, Any] = {
             "seconds": round(len(samples) / rate, 3),
-            "rms_dbfs": round(window["rms_dbfs"], 2),
-            "peak_dbfs": round(window["peak_dbfs"], 2),
+            "rms_dbfs": round(self._calibrated(window["rms_dbfs"]), 2),
+            "peak_dbfs": round(self._calibrated(window["peak_dbfs"]), 2),
             "clipping": window["clipping"],
             "freq_hz": round(estimate, 1) if estimate is not None else None,
         }

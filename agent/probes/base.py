@@ -9,11 +9,28 @@ escape a probe: a bad device must never take the agent down.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 
 class ProbeError(Exception):
     """A probe could not read its device; the message names the device and the problem."""
+
+
+async def stop_task(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a probe's background task (sampling, measuring) and wait until it has ended.
+
+    The task is cancelled again while it runs on: a cancel that lands as an awaited read
+    completes can be lost inside a library (``asyncio.wait_for`` on 3.11 loses it), and a
+    measuring loop that lost it would otherwise run, and be waited for, for ever.
+    """
+    if task is None:
+        return
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
+    if not task.cancelled():
+        task.exception()  # retrieved: the task's own failure was already recorded by it
 
 
 class Probe:
@@ -34,6 +51,11 @@ class Probe:
 
     async def start(self) -> None:
         """Open the device; never raises for a missing device (``read()`` will)."""
+
+    async def start_check(self) -> None:
+        """Open the device for a one-off check (``check-config``): like ``start()``, but it
+        must leave nothing behind that a later ``start()`` would read (markers, files)."""
+        await self.start()
 
     async def read(self) -> dict[str, Any]:
         """Latest values, named as protocol v1 fields.

@@ -65,6 +65,21 @@ class ModemProbe(Probe):
             "net_type": technology if technology in _NET_TYPES else "unknown",
         }
 
+    async def identity(self) -> dict[str, Any]:
+        """``imei`` (AT+CGSN) and ``iccid`` (AT+CCID) for the acceptance report.
+
+        Raises:
+            ProbeError: no answer, garbage, or the modem answered ERROR (no SIM: CME 10).
+        """
+        command = at_modem.CGSN
+        try:
+            imei = at_modem.parse_imei(await self._ask(command))
+            command = at_modem.CCID
+            iccid = at_modem.parse_iccid(await self._ask(command))
+        except (LinkError, InvalidFrame) as exc:
+            raise self._fail(f"modem at {self.url}, {command}: {exc}") from None
+        return {"imei": imei, "iccid": iccid}
+
     async def close(self) -> None:
         """Close the serial port."""
         await self.link.close()

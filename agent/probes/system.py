@@ -112,18 +112,25 @@ class SystemProbe(Probe):
         self.boot_id: str | None = None
         self.reboot_reason = "unknown"
 
-    async def start(self) -> None:
-        """Work out the reboot reason once, then mark the agent as running."""
+    def _decide(self) -> None:
         self.boot_id = _read_text(self.boot_id_path) or None
-        running = self.state_dir / RUNNING_MARKER
-        clean = self.state_dir / CLEAN_SHUTDOWN_MARKER
-        running_boot_id = _read_text(str(running))
         self.reboot_reason = decide_reboot_reason(
             self.boot_id,
-            running_boot_id,
-            clean.exists(),
+            _read_text(str(self.state_dir / RUNNING_MARKER)),
+            (self.state_dir / CLEAN_SHUTDOWN_MARKER).exists(),
             _flag_set(_read_text(self.watchdog_status_path)),
         )
+
+    async def start_check(self) -> None:
+        """What ``start()`` would decide, writing nothing: ``check-config`` before the first
+        start must not turn that start's reboot reason into ``agent_crash``."""
+        self._decide()
+
+    async def start(self) -> None:
+        """Work out the reboot reason once, then mark the agent as running."""
+        self._decide()
+        running = self.state_dir / RUNNING_MARKER
+        clean = self.state_dir / CLEAN_SHUTDOWN_MARKER
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             _write_atomic(running, self.boot_id or "")

@@ -15,7 +15,7 @@ from typing import Any
 
 from backend.acceptance.parse import SINE_CREST_DB, measured_number
 from backend.acceptance.profile import FieldRule, Profile
-from backend.acceptance.text import tr
+from backend.acceptance.text import advice, explain_error, tr
 
 __all__ = [
     "CheckResult",
@@ -46,6 +46,7 @@ class CheckResult:
         detail: one sentence for a person, in the report's language.
         started_ms: when the check's measurement started (unix ms, backend clock).
         ended_ms: when it ended.
+        action: what to do about a failure, in the report's language (empty if passed).
     """
 
     name: str
@@ -55,6 +56,7 @@ class CheckResult:
     detail: str = ""
     started_ms: int = 0
     ended_ms: int = 0
+    action: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The check as a JSON object."""
@@ -65,12 +67,14 @@ def _verdict(
     name: str, problems: list[str], measured: dict[str, Any], limit: dict[str, Any], span: Span, lang: str
 ) -> CheckResult:
     detail = "; ".join(problems) if problems else tr(lang, "ok")
-    return CheckResult(name, not problems, measured, limit, detail, span[0], span[1])
+    action = advice(lang, name, None) if problems else ""
+    return CheckResult(name, not problems, measured, limit, detail, span[0], span[1], action)
 
 
 def not_run(name: str, reason_key: str, span: Span, lang: str = "vi") -> CheckResult:
     """A check that could not run (device offline, not for this kind): it fails."""
-    return CheckResult(name, False, {}, {}, tr(lang, reason_key), span[0], span[1])
+    action = advice(lang, name, reason_key)
+    return CheckResult(name, False, {}, {}, tr(lang, reason_key), span[0], span[1], action)
 
 
 def _finite(value: float | None) -> float | None:
@@ -83,7 +87,7 @@ def _no_result(name: str, result: Mapping[str, Any] | None, timeout_s: float, la
     if result is None:
         return tr(lang, "no_result", timeout_s=timeout_s)
     if result.get("ok") is not True:
-        return tr(lang, "command_failed", error=str(result.get("error") or "?")[:300])
+        return tr(lang, "command_failed", error=explain_error(lang, str(result.get("error") or "?")[:300]))
     return None
 
 

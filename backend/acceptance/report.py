@@ -1,27 +1,33 @@
-"""The acceptance report: ``report.json``, its SHA-256, and ``report.html`` for signing.
+"""The acceptance report: ``report.json``, its SHA-256 and signature, ``report.html`` and ``report.pdf``.
 
 ``report.json`` is the record; ``report.json.sha256`` holds its hash in ``sha256sum``
-format (so ``sha256sum -c`` works too) and the HTML shows the same hash, so a printed and
-signed copy names exactly one JSON file. :func:`verify` recomputes the hash later.
+format (so ``sha256sum -c`` works too). With the signing party's key, ``report.json.sig``
+holds an Ed25519 signature of the same bytes and the public key (see
+``backend/acceptance/signing.py``); the HTML and PDF show the hash and the key's
+fingerprint, so a printed and signed copy names exactly one JSON file and one key.
+:func:`verify` recomputes the hash later; ``signing.verify_signature`` checks the signature.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from backend.acceptance.parse import REPORT_FORMAT, read_report, sha256_hex
 from backend.acceptance.runner import AcceptanceRun
+from backend.acceptance.signing import sign_file
 from backend.acceptance.text import LANGS, check_title, tr
-from backend.registry import Device
+from backend.registry import LOCAL_TZ, Device
 
 __all__ = ["ReportFiles", "Verification", "build_report", "render_html", "verify", "write_report"]
 
 TEMPLATES = Path(__file__).with_name("templates")
-_VN = timezone(timedelta(hours=7))
+_VN = LOCAL_TZ  # one time zone constant (protocols/stored_data.py through backend.registry)
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,9 @@ class ReportFiles:
     sha256_path: Path
     html_path: Path
     sha256: str
+    sig_path: Path | None = None
+    fingerprint: str | None = None
+    pdf_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,8 @@ def build_report(run: AcceptanceRun, device: Device | None = None, lang: str = "
             "boot_id": birth.get("boot_id"),
             "bdseq": birth.get("bdseq"),
         },
+        "hardware": run.hardware
+        or {"imei": None, "iccid": None, "serial": None, "serial_source": None, "error": "not asked"},
         "profile": run.profile.summary(),
         "started_ms": run.started_ms,
         "ended_ms": run.ended_ms,
@@ -85,8 +96,8 @@ def build_report(run: AcceptanceRun, device: Device | None = None, lang: str = "
     }
 
 
-def render_html(report: dict[str, Any], sha256: str, lang: str = "vi") -> str:
-    """The report page (self-contained HTML) showing the JSON's hash."""
+def render_html(report: dict[str, Any], sha256: str, lang: str = "vi", fingerprint: str | None = None) -> str:
+    """The report page (self-contained HTML, A4 print layout) showing the JSON's hash and signer key."""
     import jinja2
 
     env = jinja2.Environment(
@@ -96,7 +107,11 @@ def render_html(report: dict[str, Any], sha256: str, lang: str = "vi") -> str:
     )
     env.filters["value"] = _value
     return env.get_template("report.html").render(
-        r=report, sha256=sha256, lang=lang if lang in LANGS else "vi", t=lambda key: tr(lang, key)
+        r=report,
+        sha256=sha256,
+        fingerprint=fingerprint,
+        lang=lang if lang in LANGS else "vi",
+        t=lambda key: tr(lang, key),
     )
 
 
@@ -110,8 +125,23 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def write_report(report: dict[str, Any], directory: str | Path, lang: str = "vi") -> ReportFiles:
-    """Write ``report.json``, ``report.json.sha256`` and ``report.html`` into ``directory``."""
+def write_report(
+    report: dict[str, Any],
+    directory: str | Path,
+    lang: str = "vi",
+    *,
+    signing_key: Ed25519PrivateKey | None = None,
+    pdf: bool = False,
+) -> ReportFiles:
+    """Write ``report.json``, ``.sha256``, ``.sig`` (with a key), ``report.html`` and ``report.pdf``.
+
+    Args:
+        report: from :func:`build_report`.
+        directory: created if missing.
+        lang: language of the HTML and PDF.
+        signing_key: the signing party's private key; None leaves the report unsigned.
+        pdf: also print ``report.pdf`` (WeasyPrint, A4).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     data = (json.dumps(report, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
@@ -120,9 +150,16 @@ def write_report(report: dict[str, Any], directory: str | Path, lang: str = "vi"
     json_path.write_bytes(data)
     sha_path = directory / "report.json.sha256"
     sha_path.write_text(f"{digest}  report.json\n", encoding="ascii")
+    sig_path, fingerprint = sign_file(json_path, signing_key) if signing_key else (None, None)
+    html = render_html(report, digest, lang, fingerprint)
     html_path = directory / "report.html"
-    html_path.write_text(render_html(report, digest, lang), encoding="utf-8")
-    return ReportFiles(json_path, sha_path, html_path, digest)
+    html_path.write_text(html, encoding="utf-8")
+    pdf_path = None
+    if pdf:
+        from backend.kpi.render_pdf import html_to_pdf
+
+        pdf_path = html_to_pdf(html, directory / "report.pdf")
+    return ReportFiles(json_path, sha_path, html_path, digest, sig_path, fingerprint, pdf_path)
 
 
 def verify(path: str | Path, expected: str | None = None) -> Verification:

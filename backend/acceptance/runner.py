@@ -25,6 +25,7 @@ import aiomqtt
 from backend.acceptance import checks as C
 from backend.acceptance.parse import Observed, birth_age_s, parse_device_message
 from backend.acceptance.profile import Profile, default_profile
+from backend.acceptance.text import tr
 from backend.config import MqttSettings
 from protocols import payloads, topics
 
@@ -179,7 +180,8 @@ class DeviceLink:
                 if left <= 0:
                     return None
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), left)
+                    async with asyncio.timeout(left):
+                        await self._changed.wait()
 
     async def command(
         self, cmd: str, args: Mapping[str, Any], timeout_s: float
@@ -220,6 +222,8 @@ class AcceptanceRun:
     started_ms: int
     ended_ms: int
     invalid_messages: list[str] = field(default_factory=list)
+    # The ``identify`` answer: imei, iccid, serial (None each when unknown), error if any.
+    hardware: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -267,6 +271,7 @@ class _Session:
         self.kind_hint = kind_hint
         self.results: dict[str, C.CheckResult] = {}
         self.fresh: list[tuple[dict[str, Any], int]] = []
+        self.hardware: dict[str, Any] | None = None
 
     def span(self, start_ms: int) -> tuple[int, int]:
         return start_ms, self.link.now_ms()
@@ -282,21 +287,44 @@ class _Session:
         profile = self.profile
         if profile is None:
             if kind is None:
-                raise AcceptanceError(f"{link.device_id} has no birth and no registry kind: pass --profile")
+                raise AcceptanceError(tr(self.lang, "no_agent_birth", device=link.device_id))
             profile = default_profile(kind)
         self.profile = profile
         if birth is None:
             self.results["online"] = C.check_online(state, None, profile, self.span(started), self.lang)
         else:
             await self._online_and_report(birth, started)
+            await self._identify()
             await self._telemetry(started)
             await self._device_tests(kind)
             await self._reconnect(birth)
             self.results["clock"] = C.check_clock(self.fresh, profile, self.span(started), self.lang)
         checks = [self._judged(name, started) for name in profile.checks]
         return AcceptanceRun(
-            link.device_id, kind, birth, profile, checks, started, link.now_ms(), link.invalid()
+            link.device_id,
+            kind,
+            birth,
+            profile,
+            checks,
+            started,
+            link.now_ms(),
+            link.invalid(),
+            self.hardware,
         )
+
+    async def _identify(self) -> None:
+        """Ask for the hardware identity; an agent without ``identify`` leaves it unknown."""
+        assert self.profile is not None
+        _, result, _ = await self.link.command("identify", {}, self.profile.command_timeout_s)
+        measured = result.get("measured", {}) if result else {}
+        self.hardware = {
+            "imei": measured.get("imei"),
+            "iccid": measured.get("iccid"),
+            "serial": measured.get("serial"),
+            "serial_source": measured.get("serial_source"),
+            "error": (None if result and result["ok"] else (result or {}).get("error") or "no answer")
+            or measured.get("modem_error"),
+        }
 
     def _judged(self, name: str, started: int) -> C.CheckResult:
         if name in self.results:
@@ -410,12 +438,17 @@ class _Session:
                 # One more round trip: everything queued before it has arrived after it.
                 await link.command("report_now", {}, profile.command_timeout_s)
         boot = birth["boot_id"]
+        # From the birth the test started with: with delivery receipts the device also sends
+        # again readings from before it (not receipted yet), around births not resent.
+        first = birth["seq"] if isinstance(birth.get("seq"), int) else 0
         seqs = [
             m["seq"]
             for o in link.observed
-            if not o.retained
             for m in o.messages
-            if m.get("boot_id") == boot and isinstance(m.get("seq"), int)
+            if (not o.retained or m is birth)
+            and m.get("boot_id") == boot
+            and isinstance(m.get("seq"), int)
+            and m["seq"] >= first
         ]
         self.results["reconnect"] = C.check_reconnect(
             result, recovered, seqs, profile, self.span(t0), self.lang

@@ -149,7 +149,8 @@ class Dispatcher:
         delivery.attempt += 1
         channel = self.channels[delivery.channel]
         try:
-            await asyncio.wait_for(channel.send(delivery.technician, delivery.notice), self.send_timeout_s)
+            async with asyncio.timeout(self.send_timeout_s):
+                await channel.send(delivery.technician, delivery.notice)
         except (DeliveryError, TimeoutError) as exc:
             error = str(exc) or f"no answer within {self.send_timeout_s:g} s"
             if delivery.attempt >= self.attempts:

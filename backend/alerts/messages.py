@@ -7,125 +7,74 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import quote
 
+from backend.alerts.evidence import describe, duration_text
 from backend.alerts.model import Alert
-from backend.registry import LOCAL_TZ, Registry
+from backend.alerts.short import SHORT_TITLE, short_text
+from backend.catalogue import LANGUAGES, TERMS, kind_name, term
+from backend.registry import DEVICE_KINDS, LOCAL_TZ, Registry
 
-__all__ = ["FAULT_TEXT", "Notice", "render"]
+__all__ = ["DEVICE_DASHBOARD_UID", "FAULT_TEXT", "Notice", "device_link", "render"]
 
-# fault -> language -> (title, what to check)
-FAULT_TEXT: dict[str, dict[str, tuple[str, str]]] = {
-    "offline": {
-        "vi": (
-            "Mất kết nối",
-            "Kiểm tra nguồn điện, bộ thu IP và SIM 4G (sóng, cước); khởi động lại nếu cần.",
-        ),
-        "en": (
-            "Offline",
-            "Check mains power, the IP receiver and the 4G SIM (signal, credit); power-cycle if needed.",
-        ),
-    },
-    "dead_air": {
-        "vi": (
-            "Mất tiếng trong giờ phát bản tin",
-            "Kiểm tra nguồn phát bản tin, bộ thu IP và dây tín hiệu âm thanh vào bộ khuếch đại.",
-        ),
-        "en": (
-            "Dead air during a scheduled bulletin",
-            "Check the bulletin source, the IP receiver and the audio cable.",
-        ),
-    },
-    "playing_off_schedule": {
-        "vi": (
-            "Phát ngoài lịch",
-            "Kiểm tra lịch phát trên phần mềm quản lý và nguồn đang phát; dừng nếu không được phép.",
-        ),
-        "en": (
-            "Playing outside the schedule",
-            "Check the schedule and what is playing; stop it if not authorised.",
-        ),
-    },
-    "amp_idle": {
-        "vi": (
-            "Bộ khuếch đại không hoạt động khi có tín hiệu",
-            "Kiểm tra nguồn và cầu chì bộ khuếch đại, dây loa",
-        ),
-        "en": (
-            "Amplifier idle while audio is present",
-            "Check the amplifier's supply and fuse, and the speaker lines.",
-        ),
-    },
-    "board_dark": {
-        "vi": (
-            "Bảng tin tắt trong giờ hoạt động",
-            "Kiểm tra nguồn điện, aptomat và bộ điều khiển của bảng tin.",
-        ),
-        "en": ("Board dark during operating hours", "Check mains, the breaker and the board's controller."),
-    },
-    "board_blank": {
-        "vi": (
-            "Bảng tin không có nội dung",
-            "Kiểm tra nội dung đã lập lịch và kết nối tới máy chủ nội dung.",
-        ),
-        "en": ("Board blank", "Check the scheduled content and the link to the content server."),
-    },
-    "board_frozen": {
-        "vi": ("Bảng tin bị treo hình", "Khởi động lại máy phát nội dung (player) và kiểm tra kết nối."),
-        "en": ("Board frozen", "Restart the content player and check its connection."),
-    },
-    "source_sync_stale": {
-        "vi": (
-            "Mất đồng bộ với Hệ thống thông tin nguồn cấp tỉnh",
-            "Kiểm tra Internet và tài khoản kết nối Hệ thống thông tin nguồn cấp tỉnh.",
-        ),
-        "en": (
-            "Provincial source sync stale",
-            "Check the Internet link and the provincial source system account.",
-        ),
-    },
-    "weak_signal": {
-        "vi": ("Sóng 4G yếu", "Kiểm tra ăng-ten, vị trí modem; cân nhắc ăng-ten ngoài hoặc đổi nhà mạng."),
-        "en": (
-            "Weak 4G signal",
-            "Check the antenna and modem placement; consider an external antenna or operator.",
-        ),
-    },
-    "overheating": {
-        "vi": ("Quá nhiệt", "Kiểm tra quạt, thông gió tủ thiết bị và che nắng."),
-        "en": ("Overheating", "Check the fans, cabinet ventilation and sun shading."),
-    },
-    "storage_readonly": {
-        "vi": ("Bộ nhớ chỉ đọc", "Thay thẻ nhớ/ổ lưu trữ của bộ điều khiển (sao lưu cấu hình trước)."),
-        "en": ("Storage read-only", "Replace the controller's SD card or disk (back up the config first)."),
-    },
-    "reboot_loop": {
-        "vi": (
-            "Khởi động lại liên tục",
-            "Kiểm tra điện áp nguồn, bộ nguồn (adapter) và nhiệt độ bộ điều khiển.",
-        ),
-        "en": (
-            "Reboot loop",
-            "Check the supply voltage, the power adapter and the controller's temperature.",
-        ),
-    },
-    "data_loss": {
-        "vi": ("Mất dữ liệu giám sát kéo dài", "Kiểm tra đường truyền 4G/Internet và hàng đợi của agent."),
-        "en": ("Sustained data loss", "Check the 4G/Internet link and the agent's queue."),
-    },
-}
+# The uid of the per-device Grafana dashboard (dashboards/device.py; a test keeps them equal).
+DEVICE_DASHBOARD_UID = "tincoso-device"
 
-_KIND = {
-    "vi": {"speaker_cluster": "cụm loa", "eboard": "bảng tin điện tử", "district_led": "màn hình LED cỡ lớn"},
-    "en": {"speaker_cluster": "speaker cluster", "eboard": "e-board", "district_led": "district LED board"},
-}
+
+def _fault_text() -> dict[str, dict[str, tuple[str, str]]]:
+    faults = [key[len("fault.") :] for key in TERMS if key.startswith("fault.") and key.count(".") == 1]
+    return {
+        fault: {
+            lang: (term(f"fault.{fault}", lang), term(f"fault.{fault}.check", lang)) for lang in LANGUAGES
+        }
+        for fault in faults
+    }
+
+
+# fault -> language -> (title, what to check), from the catalogue (backend/catalogue.py): a
+# new fault's words go there, so the CLI, dashboards and reports name it the same way.
+FAULT_TEXT: dict[str, dict[str, tuple[str, str]]] = _fault_text()
+
+_KIND = {lang: {kind: kind_name(kind, lang) for kind in DEVICE_KINDS} for lang in LANGUAGES}
+# ``unconfirmed``: the evidence window ended (bulletin over, board hours over, device offline)
+# while the fault was still measured; ``update``: an offline episode's cause, refined once the
+# device is back (backend.monitor.outages).
 _EVENT = {
-    "vi": {"open": "SỰ CỐ", "reminder": "NHẮC LẠI", "recovery": "ĐÃ KHẮC PHỤC"},
-    "en": {"open": "FAULT", "reminder": "REMINDER", "recovery": "RECOVERED"},
+    lang: {
+        event: term(f"event.{event}", lang)
+        for event in ("open", "reminder", "recovery", "unconfirmed", "update")
+    }
+    for lang in LANGUAGES
 }
+_UNCONFIRMED_NOTE = {lang: term("alert.unconfirmed.note", lang) for lang in LANGUAGES}
 _LABELS = {
-    "vi": ("Xã/thị trấn", "Thôn/xóm", "Thiết bị", "Từ lúc", "Chi tiết", "Cần kiểm tra", "Kéo dài", "giờ VN"),
-    "en": ("Commune", "Hamlet", "Device", "Since", "Detail", "What to check", "Lasted", "Vietnam time"),
+    lang: tuple(
+        term(key, lang)
+        for key in (
+            "commune",
+            "hamlet",
+            "device",
+            "since",
+            "detail",
+            "what_to_check",
+            "duration",
+            "local_time",
+        )
+    )
+    for lang in LANGUAGES
 }
+# id, dashboard link, how to acknowledge, acknowledged by, from (short form), lasted (short form)
+_ACK_LABELS = {
+    lang: tuple(
+        term(key, lang)
+        for key in ("alert.id", "alert.link", "alert.how_to_ack", "alert.acked", "from", "lasted")
+    )
+    for lang in LANGUAGES
+}
+
+
+# Faults whose evidence needs no measured detail (the fault itself is the evidence).
+_NO_DETAIL = frozenset({"board_dark", "storage_readonly"})
 
 
 @dataclass(frozen=True)
@@ -144,19 +93,32 @@ class Notice:
     language: str
     subject: str
     text: str
+    alert_id: str = ""
+    link: str = ""
+    short: str = ""
 
 
 def _local(ts: float) -> str:
     return datetime.fromtimestamp(ts, LOCAL_TZ).strftime("%H:%M %d/%m/%Y")
 
 
-def _duration(seconds: float) -> str:
-    minutes = int(seconds // 60)
-    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+def device_link(grafana_url: str | None, device: str) -> str:
+    """The device's dashboard in Grafana, or "" when no Grafana URL is configured."""
+    if not grafana_url:
+        return ""
+    return f"{grafana_url.rstrip('/')}/d/{DEVICE_DASHBOARD_UID}?var-device={quote(device, safe='')}"
 
 
-def render(alert: Alert, registry: Registry, event: str, at: float, language: str = "vi") -> Notice:
-    """The notice for ``event`` (``open``, ``reminder`` or ``recovery``) of ``alert``.
+def render(
+    alert: Alert,
+    registry: Registry,
+    event: str,
+    at: float,
+    language: str = "vi",
+    *,
+    grafana_url: str | None = None,
+) -> Notice:
+    """The notice for ``event`` (``open``, ``reminder``, ``unconfirmed``, ``update`` or ``recovery``).
 
     Args:
         alert: The alert.
@@ -164,6 +126,7 @@ def render(alert: Alert, registry: Registry, event: str, at: float, language: st
         event: Which notice.
         at: When it is sent (epoch s): a recovery states how long the fault lasted.
         language: ``vi`` or ``en``.
+        grafana_url: Base URL of the district's Grafana, for the device link.
     """
     lang = language if language in _LABELS else "vi"
     device = registry.device(alert.device)
@@ -173,21 +136,47 @@ def render(alert: Alert, registry: Registry, event: str, at: float, language: st
     kind = device.kind if device else ""
     title, hint = FAULT_TEXT.get(alert.fault, {}).get(lang, (alert.fault, ""))
     l_commune, l_hamlet, l_device, l_since, l_detail, l_check, l_lasted, l_tz = _LABELS[lang]
+    l_id, l_link, l_ack, l_acked, l_from, l_lasted_short = _ACK_LABELS[lang]
     head = f"{_EVENT[lang][event]}: {title}"
-    subject = f"[tincoso] {head} - {commune_name}, {hamlet} ({alert.device})"
+    tag = f" #{alert.id}" if alert.id else ""
+    subject = f"[tincoso] {head} - {commune_name}, {hamlet} ({alert.device}){tag}"
+    evidence = describe(alert.fault, alert.detail, lang) if alert.detail or alert.fault in _NO_DETAIL else ""
+    link = device_link(grafana_url, alert.device)
     lines = [
         head,
+        *([f"{l_id}: #{alert.id}"] if alert.id else []),
         f"{l_commune}: {commune_name}",
         f"{l_hamlet}: {hamlet}",
         f"{l_device}: {alert.device} ({_KIND[lang].get(kind, kind)})",
         f"{l_since}: {_local(alert.since)} ({l_tz}, UTC+7)",
     ]
     if event == "recovery":
-        lines.append(f"{l_lasted}: {_duration(at - alert.since)}")
-    if alert.detail:
-        lines.append(f"{l_detail}: {alert.detail}")
+        lines.append(f"{l_lasted}: {duration_text(at - alert.since, lang)}")
+    if event == "unconfirmed":
+        lines.append(_UNCONFIRMED_NOTE[lang])
+    if evidence:
+        lines.append(f"{l_detail}: {evidence}")
     if event != "recovery" and hint:
         lines.append(f"{l_check}: {hint}")
+    if alert.acked_by is not None and alert.acked_at is not None:
+        lines.append(f"{l_acked}: {alert.acked_by} ({_local(alert.acked_at)})")
+    if link:
+        lines.append(f"{l_link}: {link}")
+    if event != "recovery" and alert.id and not alert.acked:
+        lines.append(f"{l_ack} `tincoso alerts ack {alert.id}`")
+    short_title = SHORT_TITLE.get(alert.fault, {}).get(lang, title)
+    when = (
+        f"{l_lasted_short} {duration_text(at - alert.since, lang)}"
+        if event == "recovery"
+        else f"{l_from} {_local(alert.since)[:11]}"
+    )
+    short = short_text(
+        f"{_EVENT[lang][event]}{tag} {short_title}",
+        (commune_name, hamlet),
+        alert.device,
+        when,
+        "" if event == "recovery" else evidence,
+    )
     return Notice(
         event=event,
         device=alert.device,
@@ -201,4 +190,7 @@ def render(alert: Alert, registry: Registry, event: str, at: float, language: st
         language=lang,
         subject=subject,
         text="\n".join(lines),
+        alert_id=alert.id,
+        link=link,
+        short=short,
     )

@@ -5,11 +5,28 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import secrets
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
-__all__ = ["Alert", "AlertStore"]
+from backend.statefile import write_json
+
+__all__ = ["ALERT_ID", "Alert", "AlertStore", "new_alert_id"]
+
+# Five characters a technician can read out or type on a phone: no 0/O, 1/I.
+_ID_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+ALERT_ID = re.compile(r"#?\b([A-HJ-NP-Z2-9]{5})\b")
+
+
+def new_alert_id(taken: Collection[str] = ()) -> str:
+    """A fresh short alert id such as ``K7Q2M`` (32**5, about 33 million), not in ``taken``."""
+    while True:
+        candidate = "".join(secrets.choice(_ID_ALPHABET) for _ in range(5))
+        if candidate not in taken:
+            return candidate
+
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +43,12 @@ class Alert:
         detail: Short measured detail (``3.1 W``, ``reason: lwt``).
         sent: The opening notice went out (False while the device was in maintenance).
         last_sent_at: When a notice about it was last sent (for reminders).
+        id: Short id (``K7Q2M``) shown in every notice and used to acknowledge it.
+        acked_by: Who acknowledged it (no more reminders), or None.
+        acked_at: When (epoch s).
+        acked_via: ``cli`` or ``telegram``.
+        area: The area notice that told it instead of its own (``backend.monitor.areas``),
+            or "" when it is told on its own.
     """
 
     device: str
@@ -35,6 +58,16 @@ class Alert:
     detail: str = ""
     sent: bool = False
     last_sent_at: float | None = None
+    id: str = ""
+    acked_by: str | None = None
+    acked_at: float | None = None
+    acked_via: str | None = None
+    area: str = ""
+
+    @property
+    def acked(self) -> bool:
+        """Someone has taken it in hand."""
+        return self.acked_at is not None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -68,13 +101,21 @@ class AlertStore:
             self.path.replace(aside)
             return
         self.open = {alert.key: alert for alert in alerts}
+        for alert in alerts:  # a state file written before alerts had ids
+            if not alert.id:
+                alert.id = new_alert_id(self.ids())
+
+    def ids(self) -> set[str]:
+        """Ids of the open alerts."""
+        return {alert.id for alert in self.open.values()}
+
+    def by_id(self, alert_id: str) -> Alert | None:
+        """The open alert with this id (any case, with or without ``#``), or None."""
+        wanted = alert_id.strip().lstrip("#").upper()
+        return next((a for a in self.open.values() if a.id == wanted), None)
 
     def save(self) -> None:
         """Write every open alert atomically (temp file + rename)."""
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        data: list[dict[str, Any]] = [asdict(alert) for alert in self.open.values()]
-        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_json(self.path, [asdict(alert) for alert in self.open.values()])

@@ -13,7 +13,19 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from backend.cli import acceptance, backend, dashboards, demo, kpi, ops, provision, services
+from backend.cli import (
+    acceptance,
+    alerts,
+    backend,
+    dashboards,
+    demo,
+    digest,
+    kpi,
+    ops,
+    provision,
+    server,
+    services,
+)
 from backend.cli.common import EXIT_ERROR, EXIT_OK, CliError, Handler, Parser, Subparsers
 from backend.localservices import ServiceError
 
@@ -21,7 +33,17 @@ __all__ = ["COMMANDS", "EXIT_ERROR", "EXIT_OK", "CliError", "Handler", "Subparse
 
 # Roles first: run the services, provision devices, run the backend, look at the fleet,
 # report, accept equipment; then the tools around them.
-COMMANDS = (services, provision, backend, ops, kpi, acceptance, dashboards, demo)
+COMMANDS = (services, provision, backend, ops, alerts, kpi, digest, acceptance, dashboards, demo, server)
+
+
+def _version() -> str:
+    """The installed distribution's version (a source checkout without metadata: unknown)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tincoso")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tincoso",
         description="Monitor commune speaker clusters, e-boards and LED boards.",
     )
+    parser.add_argument("--version", action="version", version=f"tincoso {_version()}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for command in COMMANDS:
         command.register(subparsers)

@@ -2,10 +2,16 @@
 
 tincoso acceptance DEVICE_ID [--profile FILE] [--out DIR] [--lang en] (--config backend.toml | --mqtt-url ...)
 tincoso acceptance --commune trang-xa --registry registry.yaml [--out DIR]
-tincoso acceptance verify report.json [--sha256 HEX]
+tincoso acceptance verify report.json [--key vendor.pub | --fingerprint HEX] [--sha256 HEX]
+tincoso acceptance keygen --out vendor.key
 
-Exit codes: 0 every check passed (or the hash matches), 2 a check failed (or the hash does
-not match), 1 the test could not run (the message says why).
+With ``--signing-key FILE`` (or ``$TINCOSO_ACCEPTANCE_KEY``) the report is signed with the
+signing party's Ed25519 key (``report.json.sig``) and printed to ``report.pdf``. ``verify``
+checks the signature when there is one, and the signer's key against ``--key`` or
+``--fingerprint`` (the one printed on the signed paper copy).
+
+Exit codes: 0 every check passed (or the report verifies), 2 a check failed (or the report
+does not verify), 1 the test could not run (the message says why).
 """
 
 from __future__ import annotations
@@ -16,12 +22,24 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from backend.acceptance.parse import ReportError
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from backend.acceptance.parse import ReportError, read_report
 from backend.acceptance.profile import Profile, ProfileError, load_profile
 from backend.acceptance.report import build_report, now_stamp, verify, write_report
 from backend.acceptance.runner import AcceptanceError, AcceptanceRun, BrokerSettings, run_acceptance
+from backend.acceptance.signing import (
+    SigningError,
+    generate_key,
+    load_private_key,
+    load_public_key,
+    signature_path,
+    verify_signature,
+)
 from backend.acceptance.text import LANGS, check_title, tr
+from backend.cli.acceptance_mute import acceptance_window
 from backend.cli.common import EXIT_OK, CliError, Subparsers
+from backend.cli.context import find_place
 from backend.config import ConfigError, load_config
 from backend.registry import Device, Registry, RegistryError, load_registry
 
@@ -29,6 +47,7 @@ __all__ = ["EXIT_FAILED", "register"]
 
 EXIT_FAILED = 2
 PASSWORD_ENV = "TINCOSO_MQTT_PASSWORD"
+SIGNING_KEY_ENV = "TINCOSO_ACCEPTANCE_KEY"
 
 
 def register(subparsers: Subparsers) -> None:
@@ -43,7 +62,9 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument(
         "target", nargs="*", metavar="DEVICE_ID | verify REPORT", help="device id, or: verify FILE"
     )
-    parser.add_argument("--commune", help="test every device of this commune (needs a registry)")
+    parser.add_argument(
+        "--commune", help="test every device of this commune, by id or name (needs a registry)"
+    )
     parser.add_argument("--registry", type=Path, help="fleet registry YAML (default: the config's)")
     parser.add_argument("--profile", type=Path, help="acceptance profile TOML (default: per device kind)")
     parser.add_argument("--out", type=Path, default=Path("acceptance"), help="reports go under here")
@@ -54,6 +75,13 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument("--password", help=f"backend MQTT password (default: ${PASSWORD_ENV})")
     parser.add_argument("--tls-ca", help="CA certificate of the broker")
     parser.add_argument("--sha256", help="with verify: the hash of the signed copy")
+    parser.add_argument(
+        "--signing-key",
+        type=Path,
+        help=f"Ed25519 private key of the signing party (default: ${SIGNING_KEY_ENV}); signs the report",
+    )
+    parser.add_argument("--key", type=Path, help="with verify: the signer's public key file (pins it)")
+    parser.add_argument("--fingerprint", help="with verify: the signer key's fingerprint from the paper copy")
     parser.set_defaults(handler=acceptance)
 
 
@@ -62,7 +90,11 @@ def acceptance(args: argparse.Namespace) -> int:
     if args.target[:1] == ["verify"]:
         if len(args.target) != 2:
             raise CliError("usage: tincoso acceptance verify REPORT.json")
-        return _verify(Path(args.target[1]), args.sha256)
+        return _verify(Path(args.target[1]), args)
+    if args.target[:1] == ["keygen"]:
+        if len(args.target) != 1 or args.out == Path("acceptance"):
+            raise CliError("usage: tincoso acceptance keygen --out vendor.key")
+        return _keygen(args.out)
     if args.commune is not None:
         if args.target:
             raise CliError("give a device id or --commune, not both")
@@ -78,7 +110,76 @@ def acceptance(args: argparse.Namespace) -> int:
     return EXIT_OK if run.passed else EXIT_FAILED
 
 
-def _verify(path: Path, expected: str | None) -> int:
+def _keygen(path: Path) -> int:
+    try:
+        public, fingerprint = generate_key(path)
+    except (SigningError, OSError) as exc:
+        raise CliError(f"keygen: {exc}") from None
+    print(f"private key: {path} (mode 600; keep it with the signing party, never in the report)")
+    print(f"public key:  {public}")
+    print(f"fingerprint: {fingerprint}")
+    return EXIT_OK
+
+
+def _signing_key(args: argparse.Namespace) -> Ed25519PrivateKey | None:
+    path = args.signing_key or (
+        Path(os.environ[SIGNING_KEY_ENV]) if os.environ.get(SIGNING_KEY_ENV) else None
+    )
+    if path is None:
+        return None
+    try:
+        return load_private_key(path)
+    except SigningError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _verify(path: Path, args: argparse.Namespace) -> int:
+    if signature_path(path).exists() or args.key or args.fingerprint:
+        return _verify_signature(path, args)
+    return _verify_hash(path, args.sha256)
+
+
+def _verify_signature(path: Path, args: argparse.Namespace) -> int:
+    try:
+        pinned = load_public_key(args.key) if args.key else None
+        check = verify_signature(path, pinned_key=pinned, pinned_fingerprint=args.fingerprint)
+        if check.valid:
+            read_report(path)
+    except (ReportError, SigningError) as exc:
+        raise CliError(str(exc)) from None
+    vi = args.lang != "en"
+    if not check.valid:
+        print(
+            f"KHÔNG HỢP LỆ: {path} đã bị sửa sau khi ký (chữ ký không khớp nội dung)"
+            if vi
+            else f"INVALID: {path} was changed after it was signed (signature does not match)"
+        )
+        return EXIT_FAILED
+    if check.pinned is None:
+        print(
+            f"CHƯA ĐỐI CHIẾU: chữ ký khớp khóa đi kèm (dấu vân tay {check.fingerprint}) nhưng chưa so với "
+            "khóa của bên ký: thêm --key vendor.pub hoặc --fingerprint từ bản giấy đã ký"
+            if vi
+            else f"NOT PINNED: signature matches the shipped key (fingerprint {check.fingerprint}); "
+            "compare it with the signer's: add --key vendor.pub or --fingerprint from the signed paper copy"
+        )
+        return EXIT_FAILED
+    if not check.pinned:
+        print(
+            f"KHÔNG HỢP LỆ: {path} được ký bằng khóa khác (dấu vân tay {check.fingerprint})"
+            if vi
+            else f"INVALID: {path} was signed by another key (fingerprint {check.fingerprint})"
+        )
+        return EXIT_FAILED
+    print(
+        f"OK: chữ ký Ed25519 hợp lệ, khóa {check.fingerprint}  {path}"
+        if vi
+        else f"OK Ed25519 signature valid, key {check.fingerprint}  {path}"
+    )
+    return EXIT_OK
+
+
+def _verify_hash(path: Path, expected: str | None) -> int:
     try:
         result = verify(path, expected)
     except ReportError as exc:
@@ -96,7 +197,7 @@ def _verify(path: Path, expected: str | None) -> int:
 def _commune(args: argparse.Namespace) -> int:
     registry = _registry(args, required=True)
     assert registry is not None
-    devices = registry.devices_in(args.commune)
+    devices = registry.devices_in(find_place(registry, args.commune, hamlets=False).commune.id)
     if not devices:
         known = ", ".join(sorted(registry.communes))
         raise CliError(f"commune {args.commune!r} has no devices in the registry (communes: {known})")
@@ -122,17 +223,24 @@ def _commune(args: argparse.Namespace) -> int:
 def _run_one(args: argparse.Namespace, device_id: str, device: Device | None) -> AcceptanceRun:
     profile = _profile(args)
     try:
-        return asyncio.run(
-            run_acceptance(
-                _broker(args),
-                device_id,
-                profile=profile,
-                kind_hint=device.kind if device else None,
-                lang=args.lang,
-            )
-        )
+        with acceptance_window(args.config, device_id):
+            return _run(args, device_id, device, profile)
     except (AcceptanceError, ProfileError, ValueError) as exc:
         raise CliError(f"{device_id}: {exc}") from None
+
+
+def _run(
+    args: argparse.Namespace, device_id: str, device: Device | None, profile: Profile | None
+) -> AcceptanceRun:
+    return asyncio.run(
+        run_acceptance(
+            _broker(args),
+            device_id,
+            profile=profile,
+            kind_hint=device.kind if device else None,
+            lang=args.lang,
+        )
+    )
 
 
 def _profile(args: argparse.Namespace) -> Profile | None:
@@ -190,7 +298,13 @@ def _registry(args: argparse.Namespace, *, required: bool) -> Registry | None:
 def _write(args: argparse.Namespace, run: AcceptanceRun, device: Device | None) -> Path:
     directory = args.out / f"{run.device_id}-{now_stamp(run.started_ms)}"
     try:
-        files = write_report(build_report(run, device, args.lang), directory, args.lang)
+        files = write_report(
+            build_report(run, device, args.lang),
+            directory,
+            args.lang,
+            signing_key=_signing_key(args),
+            pdf=True,
+        )
     except OSError as exc:
         raise CliError(f"cannot write the report under {directory}: {exc.strerror or exc}") from None
     return files.json_path

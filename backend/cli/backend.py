@@ -15,11 +15,13 @@ import signal
 import sys
 
 from backend.cli.common import EXIT_OK, CliError, Subparsers
+from backend.cli.context import load_registry_for
 from backend.config import BackendConfig, ConfigError, load_config
 from backend.ingest import IngestService
 from backend.monitor.config import MonitorConfig
 from backend.monitor.service import run_monitor
-from backend.registry import Registry, RegistryError, load_registry
+from backend.registry import Registry
+from backend.server.notify import notify, watchdog_pings
 from backend.spool import SpoolError
 
 ROLES = ("all", "ingest", "monitor")
@@ -68,10 +70,7 @@ def run_backend(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     if config.registry_path is None:
         raise CliError(f"{args.config}: [registry] path is required (the fleet registry YAML)")
-    try:
-        registry = load_registry(config.registry_path)
-    except RegistryError as exc:
-        raise CliError(str(exc)) from exc
+    registry = load_registry_for(config.registry_path)
     try:
         asyncio.run(_run(config, registry, args.role, monitor_config))
     except SpoolError as exc:
@@ -89,9 +88,13 @@ async def _run(
     influx = config.influx.client()
     try:
         async with asyncio.TaskGroup() as group:
+            # Under systemd (Type=notify): ready now, then a watchdog ping from this loop.
+            notify("READY=1")
+            group.create_task(watchdog_pings(stop))
             if role in ("all", "ingest"):
                 group.create_task(IngestService(config, registry, role=role).run(stop))
             if monitor_config is not None:
                 group.create_task(run_monitor(monitor_config, registry, influx, stop))
     finally:
+        notify("STOPPING=1")
         await influx.aclose()

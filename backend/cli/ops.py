@@ -1,60 +1,54 @@
-"""Operator commands: ``tincoso status``, ``tincoso alerts``, ``tincoso maintenance add|list|remove``.
+"""Operator commands: ``tincoso status`` and ``tincoso maintenance add|list|remove``.
 
-``status`` and ``alerts`` read InfluxDB (the ``state`` and ``alert`` points the monitor
-writes), so they work from any machine that reaches the database; ``maintenance`` edits
-the file in the monitor's state directory, which the monitor re-reads on change.
+``status`` reads InfluxDB (the ``state`` and ``alert`` points the monitor writes), so it
+works from any machine that reaches the database; where the monitor's state directory is
+local it also shows maintenance windows. ``maintenance`` edits the file in the monitor's
+state directory, which the monitor re-reads on change. ``alerts`` lives in ``alerts.py``.
+Output is Vietnamese unless ``--lang en``; communes and hamlets are given by id or name.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import time
-from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from backend.alerts.messages import FAULT_TEXT
+from backend.catalogue import fault_title, kind_name, term
+from backend.cli.alerts import LATEST_ALERTS
 from backend.cli.common import EXIT_OK, CliError, Subparsers
-from backend.config import BackendConfig, ConfigError, load_config
-from backend.influx import InfluxError, rows
-from backend.maintenance import FILE_NAME, MaintenanceError, MaintenanceStore
-from backend.monitor.config import MonitorConfig
-from backend.registry import DEVICE_KINDS, LOCAL_TZ, Registry, RegistryError, load_registry
+from backend.cli.context import (
+    CliContext,
+    find_place,
+    load_context,
+    parse_duration,
+    parse_local_time,
+)
+from backend.cli.view import console, local_time, query
+from backend.maintenance import FILE_NAME, MaintenanceError, MaintenanceStore, MaintenanceWindow
+from backend.registry import DEVICE_KINDS
 
 __all__ = ["parse_duration", "parse_local_time", "register"]
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_Context = CliContext
 
 
 def register(subparsers: Subparsers) -> None:
-    """Add ``status``, ``alerts`` and ``maintenance``."""
+    """Add ``status`` and ``maintenance``."""
     status = subparsers.add_parser(
         "status",
         help="fleet table per commune",
-        description="Online/offline and open faults of every device.",
+        description="Online/offline, maintenance and open faults (with who took them) of every device.",
     )
     _add_config(status)
-    status.add_argument("--commune", help="only this commune (id or name)")
+    status.add_argument("--lang", choices=("vi", "en"), default="vi", help="output language (default vi)")
+    status.add_argument("--commune", help="only this commune or hamlet (id or name, accents optional)")
     status.add_argument("--kind", choices=DEVICE_KINDS, help="only this kind of device")
     status.add_argument("--offline", action="store_true", help="only devices that are offline or never seen")
     status.set_defaults(handler=fleet_status)
-
-    alerts = subparsers.add_parser(
-        "alerts", help="open and recent alerts", description="Open and recent alerts."
-    )
-    _add_config(alerts)
-    alerts.add_argument(
-        "--since", default="7d", type=parse_duration, help="recent = within this (default 7d)"
-    )
-    alerts.set_defaults(handler=list_alerts)
 
     maintenance = subparsers.add_parser(
         "maintenance",
@@ -66,10 +60,17 @@ def register(subparsers: Subparsers) -> None:
     _add_config(add)
     target = add.add_mutually_exclusive_group(required=True)
     target.add_argument("--device", help="device id")
-    target.add_argument("--commune", help="commune id")
-    add.add_argument("--from", dest="start", type=parse_local_time, help="start, local time (default: now)")
+    target.add_argument("--commune", help="commune id or name (Tràng Xá, trang-xa)")
+    add.add_argument(
+        "--from",
+        dest="start",
+        type=parse_local_time,
+        help="start, local time 27/11/2025 17:00 (default: now)",
+    )
     end = add.add_mutually_exclusive_group(required=True)
-    end.add_argument("--to", dest="end", type=parse_local_time, help="end, local time 'YYYY-MM-DD HH:MM'")
+    end.add_argument(
+        "--to", dest="end", type=parse_local_time, help="end, local time 27/11/2025 18:00 or 2025-11-27 18:00"
+    )
     end.add_argument("--for", dest="duration", type=parse_duration, help="length, e.g. 90m, 2h, 1d")
     add.add_argument("--reason", default="", help="why (shown in the list)")
     add.set_defaults(handler=maintenance_add)
@@ -84,166 +85,96 @@ def register(subparsers: Subparsers) -> None:
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="backend.toml")
+    if parser.prog.split()[-1] in ("add", "list", "remove"):
+        parser.add_argument("--lang", choices=("vi", "en"), default="vi", help="output language (default vi)")
 
 
-def parse_duration(text: str) -> float:
-    """``90m`` -> 5400.0 seconds (units s, m, h, d)."""
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise argparse.ArgumentTypeError(f"duration must look like 30s, 90m, 2h or 1d, got {text!r}")
-    return float(match.group(1)) * _UNIT_S[match.group(2)]
+def _context(args: argparse.Namespace) -> CliContext:
+    return load_context(args.config)
 
 
-def parse_local_time(text: str) -> float:
-    """``2025-11-27 17:00`` (Vietnam local time) or ISO 8601 with an offset -> epoch seconds."""
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"time must look like 2025-11-27 17:00, got {text!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=LOCAL_TZ)
-    return moment.timestamp()
-
-
-@dataclass(frozen=True)
-class _Context:
-    config: BackendConfig
-    registry: Registry
-    state_dir: Path
-
-
-def _context(args: argparse.Namespace) -> _Context:
-    try:
-        config = load_config(args.config)
-        monitor = MonitorConfig.from_backend(config)
-    except ConfigError as exc:
-        raise CliError(str(exc)) from exc
-    if config.registry_path is None:
-        raise CliError(f"{args.config}: [registry] path is required")
-    try:
-        registry = load_registry(config.registry_path)
-    except RegistryError as exc:
-        raise CliError(str(exc)) from exc
-    return _Context(config, registry, Path(monitor.monitor.state_dir))
-
-
-def _console() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = 200  # piped or captured: keep each device on one line for grep
-    return console
-
-
-def _local(ts: float | None) -> str:
-    return "" if ts is None else datetime.fromtimestamp(ts, LOCAL_TZ).strftime("%d/%m %H:%M")
-
-
-async def _query(config: BackendConfig, *statements: str) -> list[list[dict[str, Any]]]:
-    async with config.influx.client() as db:
-        try:
-            return [rows(series) for series in await db.query_all(";".join(statements))]
-        except InfluxError as exc:
-            raise CliError(str(exc)) from exc
-
+_local = local_time
+_console = console
 
 _LATEST_STATE = "SELECT online, reason FROM state GROUP BY device ORDER BY time DESC LIMIT 1"
-_LATEST_ALERTS = (
-    "SELECT status, since_ms, detail, muted FROM alert GROUP BY device, fault ORDER BY time DESC LIMIT 1"
-)
 
 
 def fleet_status(args: argparse.Namespace) -> int:
-    """Print one table per commune: each device's state and open faults."""
+    """Print one table per commune: each device's state, maintenance and open faults."""
     ctx = _context(args)
-    states, alerts = asyncio.run(_query(ctx.config, _LATEST_STATE, _LATEST_ALERTS))
+    lang = args.lang
+    place = find_place(ctx.registry, args.commune) if args.commune else None
+    states, alerts = asyncio.run(query(ctx.config, _LATEST_STATE, LATEST_ALERTS))
     latest = {r["device"]: r for r in states}
     faults: dict[str, list[str]] = {}
     for row in alerts:
         if row["status"] == "open":
-            faults.setdefault(row["device"], []).append(
-                row["fault"] + (" (muted)" if row.get("muted") else "")
-            )
-    console = _console()
-    wanted = args.commune
+            faults.setdefault(row["device"], []).append(_fault_cell(row, lang))
+    windows = _windows(ctx)
+    now = time.time()
+    out = console()
     shown = 0
     for commune in ctx.registry.communes.values():
-        if wanted and wanted not in (commune.id, commune.name):
+        if place is not None and commune.id != place.commune.id:
             continue
-        table = Table(
-            title=f"{commune.name} ({commune.id}, radio {commune.radio_system})", title_justify="left"
-        )
-        table.add_column("device", no_wrap=True)
-        for column in ("kind", "hamlet", "state", "since", "open faults"):
-            table.add_column(column)
+        radio = term("cli.radio_system", lang).format(system=commune.radio_system)
+        table = Table(title=f"{commune.name} ({commune.id}, {radio})", title_justify="left")
+        table.add_column(term("device", lang), no_wrap=True)
+        for key in ("kind", "hamlet", "state", "since", "faults.open"):
+            table.add_column(term(key, lang))
         for device in ctx.registry.devices_in(commune.id):
             state = latest.get(device.id)
             online = None if state is None else bool(state["online"])
             if (args.kind and device.kind != args.kind) or (args.offline and online):
                 continue
-            label = {True: "[green]online[/]", False: "[red]offline[/]", None: "[yellow]never seen[/]"}[
-                online
-            ]
-            since = _local(state["time"] / 1000) if state else ""
-            open_faults = ", ".join(faults.get(device.id, []))
+            if place is not None and place.hamlet is not None and device.hamlet != place.hamlet:
+                continue
+            window = next((w for w in windows if w.covers(device.id, commune.id, now)), None)
             table.add_row(
-                device.id, device.kind, escape(device.hamlet), label, since, f"[red]{escape(open_faults)}[/]"
+                device.id,
+                kind_name(device.kind, lang),
+                escape(device.hamlet),
+                _state_cell(online, window, lang),
+                local_time(state["time"] / 1000) if state else "",
+                " · ".join(faults.get(device.id, [])),
             )
         if table.row_count:
-            console.print(table)
+            out.print(table)
             shown += table.row_count
-    if wanted and not any(wanted in (c.id, c.name) for c in ctx.registry.communes.values()):
-        raise CliError(f"no commune {wanted!r} in the registry")
     if not shown:
-        console.print("No device matches.")
+        out.print(term("cli.none_match", lang))
     return EXIT_OK
 
 
-def list_alerts(args: argparse.Namespace) -> int:
-    """Print open alerts, then alerts opened or closed within ``--since``."""
-    ctx = _context(args)
-    since_ms = int((time.time() - args.since) * 1000)
-    latest, recent = asyncio.run(
-        _query(
-            ctx.config,
-            _LATEST_ALERTS,
-            f"SELECT status, since_ms, detail FROM alert WHERE time >= {since_ms}ms GROUP BY device, fault",
-        )
-    )
-    console = _console()
-    open_rows = [r for r in latest if r["status"] == "open"]
-    console.print(_alert_table(ctx.registry, "Open alerts", open_rows, with_status=False))
-    recent.sort(key=lambda r: r["time"], reverse=True)
-    console.print(_alert_table(ctx.registry, "Recent", recent, with_status=True))
-    return EXIT_OK
+def _state_cell(online: bool | None, window: MaintenanceWindow | None, lang: str) -> str:
+    colour, key = {
+        True: ("green", "state.online"),
+        False: ("red", "state.offline"),
+        None: ("yellow", "state.never_seen"),
+    }[online]
+    text = f"[{colour}]{term(key, lang)}[/]"
+    if window is not None:
+        text += f" · [yellow]{term('state.muted', lang)} {term('until', lang)} {local_time(window.end)}[/]"
+    return text
 
 
-def _alert_table(registry: Registry, title: str, items: list[dict[str, Any]], *, with_status: bool) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in (
-        "time",
-        "commune",
-        "device",
-        "fault",
-        "since",
-        "detail",
-        *(("status",) if with_status else ()),
-    ):
-        table.add_column(column)
-    for row in items:
-        device = registry.device(row["device"])
-        commune = registry.commune(device.commune) if device else None
-        fault = FAULT_TEXT.get(row["fault"], {}).get("vi", (row["fault"], ""))[0]
-        status = ("[red]open[/]" if row["status"] == "open" else "[green]closed[/]",) if with_status else ()
-        table.add_row(
-            _local(row["time"] / 1000),
-            escape(commune.name if commune else "?"),
-            row["device"],
-            escape(fault),
-            _local(row["since_ms"] / 1000 if row.get("since_ms") is not None else None),
-            escape(row.get("detail") or ""),
-            *status,
-        )
-    return table
+def _fault_cell(row: dict[str, Any], lang: str) -> str:
+    text = escape(fault_title(row["fault"], lang))
+    if row.get("alert_id"):
+        text += f" #{row['alert_id']}"
+    marks = []
+    if row.get("acked_by"):
+        marks.append(f"[cyan]{term('alert.acked', lang)}: {escape(row['acked_by'])}[/]")
+    if row.get("muted"):
+        marks.append(f"[yellow]{term('alert.muted', lang)}[/]")
+    return f"[red]{text}[/]" + (f" ({', '.join(marks)})" if marks else "")
+
+
+def _windows(ctx: CliContext) -> list[MaintenanceWindow]:
+    try:
+        return _store(ctx).windows()
+    except MaintenanceError:
+        return []
 
 
 def _store(ctx: _Context) -> MaintenanceStore:
@@ -255,16 +186,19 @@ def maintenance_add(args: argparse.Namespace) -> int:
     ctx = _context(args)
     if args.device and ctx.registry.device(args.device) is None:
         raise CliError(f"no device {args.device!r} in the registry")
-    if args.commune and ctx.registry.commune(args.commune) is None:
-        raise CliError(f"no commune {args.commune!r} in the registry (use its id, e.g. trang-xa)")
+    commune = find_place(ctx.registry, args.commune, hamlets=False).commune if args.commune else None
     start = args.start if args.start is not None else time.time()
     end = args.end if args.end is not None else start + args.duration
-    target, name = ("device", args.device) if args.device else ("commune", args.commune)
+    target, name = ("device", args.device) if args.device else ("commune", commune.id if commune else "")
     try:
         window = _store(ctx).add(target, name, start, end, args.reason)
     except MaintenanceError as exc:
         raise CliError(str(exc)) from exc
-    _console().print(f"Added {window.id}: {target} {name} muted {_local(start)} – {_local(end)}")
+    label = term(target, args.lang)
+    text = term("cli.maintenance_added", args.lang).format(
+        id=window.id, target=label, name=name, start=_local(start), end=_local(end)
+    )
+    _console().print(escape(text))
     return EXIT_OK
 
 
@@ -276,12 +210,17 @@ def maintenance_list(args: argparse.Namespace) -> int:
     except MaintenanceError as exc:
         raise CliError(str(exc)) from exc
     now = time.time()
-    table = Table(title="Maintenance windows (local time)", title_justify="left")
-    for column in ("id", "target", "name", "from", "to", "reason", "now"):
-        table.add_column(column)
+    lang = args.lang
+    table = Table(title=term("cli.maintenance_windows", lang), title_justify="left")
+    for key in ("cli.window_id", "cli.target", "cli.name", "cli.from", "cli.to", "cli.reason", "cli.status"):
+        table.add_column(term(key, lang))
     for w in sorted(windows, key=lambda w: w.start):
-        active = "[yellow]active[/]" if w.start <= now < w.end else ("ended" if w.end <= now else "planned")
-        table.add_row(w.id, w.target, w.name, _local(w.start), _local(w.end), escape(w.reason), active)
+        if w.start <= now < w.end:
+            active = f"[yellow]{term('cli.active', lang)}[/]"
+        else:
+            active = term("cli.ended" if w.end <= now else "cli.planned", lang)
+        target = term(w.target, lang) if w.target in ("device", "commune") else w.target
+        table.add_row(w.id, target, w.name, _local(w.start), _local(w.end), escape(w.reason), active)
     _console().print(table)
     return EXIT_OK
 
@@ -295,5 +234,5 @@ def maintenance_remove(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     if not removed:
         raise CliError(f"no maintenance window {args.id!r}; see `tincoso maintenance list`")
-    _console().print(f"Removed {args.id}")
+    _console().print(term("cli.maintenance_removed", args.lang).format(id=args.id))
     return EXIT_OK

@@ -16,6 +16,7 @@ from pathlib import Path
 from backend.cli.common import EXIT_OK, CliError, Subparsers
 from backend.localservices import LocalServices
 from backend.provision.store import ProvisionError, ProvisionStore, reload_broker
+from backend.server.settings import ServerConfig
 
 DEFAULT_SECRETS = "var/secrets"
 
@@ -44,6 +45,12 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--services-dir", type=Path, default=Path("var"), help="local services to reload (var)"
     )
+    parser.add_argument(
+        "--server-config",
+        type=Path,
+        help="a district server's server.toml: its secrets dir, name and port, and a bundle per device "
+        "(agent.toml, ca.pem, mqtt-password) to copy to the controller",
+    )
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--rotate", action="store_true", help="replace the credentials of DEVICE_ID")
     action.add_argument("--revoke", action="store_true", help="revoke DEVICE_ID")
@@ -69,6 +76,9 @@ def provision(args: argparse.Namespace) -> int:
     ids = _device_ids(args)
     local = LocalServices.load(args.services_dir) if (args.services_dir / "services.json").exists() else None
     port = args.broker_port or (local.device_port if local is not None else None) or 8883
+    server = _server(args.server_config) if args.server_config is not None else None
+    if server is not None:
+        args.dir, args.broker_host, port = server.secrets_dir, server.cert_hosts[0], server.device_port
     store = ProvisionStore(args.dir, broker_host=args.broker_host, broker_port=port)
     try:
         for number, device_id in enumerate(ids, start=1):
@@ -83,10 +93,28 @@ def provision(args: argparse.Namespace) -> int:
                 creds = store.provision(device_id, client_cert=args.client_cert)
                 extra = f", certificate {creds.client_cert}" if creds.client_cert else ""
                 print(f"{progress}{device_id}: agent config snippet {creds.snippet}{extra}")
+            if server is not None and not args.revoke:
+                from backend.server.bundle import write_bundle
+
+                print(f"{progress}{device_id}: bundle for the controller {write_bundle(server, device_id)}")
     except ProvisionError as exc:
         raise CliError(str(exc)) from exc
     print(f"Mosquitto password file: {store.passwd_path}; ACL: {store.acl_path}")
+    if server is not None:
+        from backend.server.install import give_to_service_user
+
+        give_to_service_user(server)
+        print("Reload the broker to apply: systemctl reload tincoso-mosquitto")
     if local is not None and local.mosquitto.pid is not None:
         reload_broker(local.mosquitto.pid)
         print(f"Reloaded the local broker (pid {local.mosquitto.pid}).")
     return EXIT_OK
+
+
+def _server(path: Path) -> ServerConfig:
+    from backend.server.settings import ServerConfigError, load_server_config
+
+    try:
+        return load_server_config(path)
+    except ServerConfigError as exc:
+        raise CliError(str(exc)) from exc

@@ -9,6 +9,13 @@ drift between the device's oscillator and the server clock is followed over long
 Keeping the minimum also makes the anchor settle, so a QoS-1 duplicate delivered later is
 placed at the same timestamp as the original (and overwrites it in InfluxDB).
 
+One reading with a wrong ``mono_ms`` (a firmware bug, a corrupt flash record) would give an
+estimate far earlier than the truth and, adopted as the minimum, place every later reading
+of that boot out of range. So an estimate more than ``max_skew_ms`` below the anchor is
+only a candidate until a second reading of the boot confirms it (an estimate within
+``max_skew_ms`` of it, or lower): after an outage the live readings confirm each other at
+once, a lone outlier never is. An estimate before 2000 is never taken.
+
 A device may also *claim* a synchronised clock that is wrong (an RTC set a day ahead, a
 bad NTP server). Delays only make the anchor later, so ``anchor + mono_ms`` is never
 earlier than the moment a reading was made: a ``ts`` more than ``max_skew_ms`` after it
@@ -23,6 +30,9 @@ from collections import OrderedDict
 from typing import Any
 
 __all__ = ["ClockPlacer"]
+
+# No tincoso device booted before 2000-01-01: an earlier estimate is a wrong mono_ms.
+_EARLIEST_BOOT_MS = 946_684_800_000
 
 
 class ClockPlacer:
@@ -43,11 +53,27 @@ class ClockPlacer:
         self.max_skew_ms = max_skew_ms
         # (device, boot_id) -> (anchor_ms, set_at_ms)
         self._anchors: OrderedDict[tuple[str, str], tuple[int, int]] = OrderedDict()
+        # (device, boot_id) -> a much earlier estimate waiting for a second reading
+        self._unconfirmed: dict[tuple[str, str], int] = {}
+        self.outliers = 0
 
     def observe(self, device: str, boot_id: str, candidate_ms: int, now_ms: int, *, live: bool) -> None:
         """Take ``receive_time - mono_ms`` of one message into the (device, boot) anchor."""
         key = (device, boot_id)
+        if candidate_ms < _EARLIEST_BOOT_MS:
+            self.outliers += 1
+            return
         current = self._anchors.get(key)
+        if current is not None and candidate_ms < current[0] - self.max_skew_ms:
+            earlier = self._unconfirmed.get(key)
+            if earlier is None or candidate_ms > earlier + self.max_skew_ms:
+                if len(self._unconfirmed) >= self.max_boots:
+                    self._unconfirmed.clear()
+                self._unconfirmed[key] = candidate_ms
+                self.outliers += 1
+                return
+            del self._unconfirmed[key]
+            candidate_ms = max(candidate_ms, earlier)
         if current is None or candidate_ms < current[0] or (live and now_ms - current[1] >= self.refresh_ms):
             self._anchors[key] = (candidate_ms, now_ms)
         self._anchors.move_to_end(key)

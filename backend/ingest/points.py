@@ -4,7 +4,10 @@ The schema is the table in docs/architecture.md: one measurement per message kin
 with the device and its registry place (commune, hamlet, kind). Field types follow the
 protocol schema, not the JSON value (a ``num`` is always a float), so a reading of ``-87``
 and one of ``-87.5`` never conflict in InfluxDB. Tags and timestamps depend only on the
-message, so a QoS-1 duplicate overwrites its twin instead of adding a point.
+message, so a QoS-1 duplicate overwrites its twin instead of adding a point; timestamps are
+nanoseconds with the reading's seq in the sub-millisecond digits (``stored_ns``), so two
+readings of one series in the same millisecond are two points. Write them with
+``precision="ns"``.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from backend.influx import FieldValue, line, point, series_key
+from backend.influx import FieldValue, line_ns, point_ns, series_key
 from backend.ingest.placement import ClockPlacer
 from protocols import payloads, topics
 from protocols.errors import InvalidPayload, InvalidTopic
+from protocols.stored_data import NS_PER_MS, RMS_POWER, dbfs_to_power, device_tags, stored_ns
 
 __all__ = [
     "DeviceDirectory",
@@ -60,7 +64,8 @@ class MessageRejected(Exception):
     """A message that is not written as a reading: why, and which device it claims to be.
 
     Attributes:
-        reason: ``bad_topic``, ``bad_payload``, ``device_mismatch``, ``kind_mismatch`` or
+        reason: ``bad_topic``, ``bad_payload``, ``device_mismatch``, ``kind_mismatch``,
+            ``bad_time`` (placed outside what InfluxDB stores) or
             ``unknown_device``.
         device: The topic's device id, or a best guess for a bad topic.
         detail: What was wrong, in words.
@@ -71,6 +76,8 @@ class MessageRejected(Exception):
         self.reason = reason
         self.device = device
         self.detail = detail
+        self.sequenced: list[tuple[str, str, int]] = []
+        """``(device, boot_id, seq)`` of the readings it held, when its payload was valid."""
 
 
 def _printable(text: str) -> str:
@@ -92,6 +99,7 @@ def message_lines(
     placer: ClockPlacer,
     root: str = topics.ROOT,
     live: bool = True,
+    sequenced: list[tuple[str, str, int]] | None = None,
 ) -> list[str]:
     """The line-protocol points of one message (a batch gives one point per item).
 
@@ -103,6 +111,8 @@ def message_lines(
         placer: Per-boot clock anchors (updated by this call).
         root: The topic root.
         live: False for a retained message (its receive time says nothing of when it was sent).
+        sequenced: When given, ``(device, boot_id, seq)`` of each reading the message holds
+            is appended (for delivery receipts).
 
     Returns:
         The points; empty for messages that are valid but not ingest's (birth, death, cmd).
@@ -120,16 +130,22 @@ def message_lines(
         msg = payloads.decode(payload)
     except InvalidPayload as exc:
         raise MessageRejected("bad_payload", device_id, str(exc)) from None
+    if sequenced is not None:
+        held = _sequenced(device_id, msg)
+        sequenced += held
+    else:
+        held = []
     if msg["device"] != device_id:
         detail = f"message device {msg['device']!r} differs from topic device {device_id!r}"
-        raise MessageRejected("device_mismatch", device_id, detail)
+        raise _rejected("device_mismatch", device_id, detail, held)
     allowed = (telemetry_kind,) if channel == "telemetry" else _CHANNEL_KINDS[channel]
     if msg["kind"] not in allowed:
         detail = f"{msg['kind']} message on {channel} topic (expects {', '.join(str(k) for k in allowed)})"
-        raise MessageRejected("kind_mismatch", device_id, detail)
+        raise _rejected("kind_mismatch", device_id, detail, held)
     device = registry.device(device_id)
     if device is None:
-        raise MessageRejected("unknown_device", device_id, f"device {device_id!r} is not in the registry")
+        detail = f"device {device_id!r} is not in the registry"
+        raise _rejected("unknown_device", device_id, detail, held)
     if msg["kind"] in _MONITOR_KINDS:
         return []
     items: list[dict[str, Any]] = msg["items"] if msg["kind"] == "batch" else [msg]
@@ -138,7 +154,24 @@ def message_lines(
     for item in items:
         placer.observe(device_id, item["boot_id"], received_ms - item["mono_ms"], received_ms, live=live)
     tags = _device_tags(device)
-    return [_item_line(item, tags, placer) for item in items]
+    try:
+        return [_item_line(item, tags, placer) for item in items]
+    except MessageRejected as rejected:
+        rejected.sequenced = held
+        raise
+
+
+def _sequenced(device_id: str, msg: dict[str, Any]) -> list[tuple[str, str, int]]:
+    items: list[dict[str, Any]] = msg["items"] if msg["kind"] == "batch" else [msg]
+    return [
+        (device_id, item["boot_id"], item["seq"]) for item in items if "seq" in item and "boot_id" in item
+    ]
+
+
+def _rejected(reason: str, device: str, detail: str, held: list[tuple[str, str, int]]) -> MessageRejected:
+    rejected = MessageRejected(reason, device, detail)
+    rejected.sequenced = held
+    return rejected
 
 
 # (measurement, device tags) -> escaped series key: every telemetry point of a device has
@@ -159,12 +192,8 @@ def _telemetry_series(kind: str, device_tags: dict[str, str | None]) -> str:
 
 
 def _device_tags(device: DeviceInfo) -> dict[str, str | None]:
-    return {
-        "device": device.id,
-        "commune": str(device.commune) if device.commune else None,
-        "hamlet": str(device.hamlet) if device.hamlet else None,
-        "kind": str(getattr(device.kind, "value", device.kind)),
-    }
+    kind = str(getattr(device.kind, "value", device.kind))
+    return device_tags(device.id, device.commune, device.hamlet, kind)
 
 
 def _typed_fields(kind: str, msg: dict[str, Any]) -> dict[str, FieldValue | None]:
@@ -177,14 +206,25 @@ def _typed_fields(kind: str, msg: dict[str, Any]) -> dict[str, FieldValue | None
     return out
 
 
+# InfluxDB holds nanoseconds in an int64: 1677-09-21 to 2262-04-11 (its largest time is
+# one below the int64 maximum).
+_INFLUX_MAX_NS = 9_223_372_036_854_775_806
+
+
 def _item_line(msg: dict[str, Any], device_tags: dict[str, str | None], placer: ClockPlacer) -> str:
     kind = msg["kind"]
     ts_ms, placed = placer.place(msg)
+    ts_ns = stored_ns(ts_ms, msg["seq"])
+    if not 0 <= ts_ns <= _INFLUX_MAX_NS:
+        detail = f"{kind} seq {msg['seq']} placed at {ts_ms} ms, outside what InfluxDB stores"
+        raise MessageRejected("bad_time", msg["device"], detail)
     fields: dict[str, FieldValue | None]
     if kind in TELEMETRY:
         fields = _typed_fields(kind, msg)
         fields.update(seq=msg["seq"], boot_id=msg["boot_id"], clock_ok=msg["clock_ok"], placed=placed)
-        return point(_telemetry_series(kind, device_tags), fields, ts_ms)
+        if kind == "audio":
+            fields[RMS_POWER] = dbfs_to_power(msg["rms_dbfs"])
+        return point_ns(_telemetry_series(kind, device_tags), fields, ts_ns)
     tags = dict(device_tags)
     if kind == "event":
         tags.update(event=msg["event"], code=msg["code"])
@@ -201,21 +241,30 @@ def _item_line(msg: dict[str, Any], device_tags: dict[str, str | None], placer: 
         tags["cmd"] = msg["cmd"]
         fields = {"id": msg["id"], "ok": msg["ok"], "error": msg["error"], "seq": msg["seq"]}
         fields.update(_measured(msg["measured"].items()))
-    return line(kind, tags, fields, ts_ms)
+    return line_ns(kind, tags, fields, ts_ns)
 
 
 def _measured(items: Iterable[tuple[str, Any]]) -> dict[str, FieldValue | None]:
+    """Free-form result values with a type fixed by the field name: numbers are floats in
+    ``measured_<key>``, strings ``measured_<key>.str``, booleans ``measured_<key>.bool``
+    (keys have no dots, protocols.payloads), so no device can give another device's
+    field a type that makes its later points fail."""
     out: dict[str, FieldValue | None] = {}
     for key, value in items:
-        is_number = isinstance(value, int | float) and not isinstance(value, bool)
-        out[f"measured_{key}"] = float(value) if is_number else value
+        if isinstance(value, bool):
+            out[f"measured_{key}.bool"] = value
+        elif isinstance(value, int | float):
+            out[f"measured_{key}"] = float(value)
+        elif isinstance(value, str):
+            out[f"measured_{key}.str"] = value
     return out
 
 
 def quarantine_line(
     rejected: MessageRejected, topic: str, payload: bytes, ts_ms: int, keep_bytes: int
 ) -> str:
-    """The ``quarantine`` point of a rejected message (payload truncated to ``keep_bytes``)."""
+    """The ``quarantine`` point of a rejected message (payload truncated to ``keep_bytes``),
+    at ``ts_ms`` in nanoseconds like every point of ingest."""
     text = payload[:keep_bytes].decode("utf-8", errors="replace")
     fields: dict[str, FieldValue | None] = {
         "topic": _printable(topic[:256]),
@@ -223,4 +272,5 @@ def quarantine_line(
         "payload_bytes": len(payload),
         "detail": _printable(rejected.detail[:512]),
     }
-    return line("quarantine", {"device": rejected.device, "reason": rejected.reason}, fields, ts_ms)
+    tags = {"device": rejected.device, "reason": rejected.reason}
+    return line_ns("quarantine", tags, fields, ts_ms * NS_PER_MS)

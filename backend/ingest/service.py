@@ -7,6 +7,9 @@ or its connection died is redelivered by the broker. Messages arrive in chunks (
 the socket holds, `backend.ingest.session`) and each chunk gets one acknowledgement, run
 after the batch holding its points is durable. Several processes share the load
 through a shared subscription (``$share/<group>/...``) when ``mqtt.shared_group`` is set.
+At the same point the ingest publishes each device a delivery receipt for the readings
+that are now durable (`backend.ingest.receipts`), so a device forgets a reading only once
+it is stored, whatever the broker loses.
 """
 
 from __future__ import annotations
@@ -24,11 +27,15 @@ from typing import Any
 import paho.mqtt.client as paho_mqtt
 
 from backend.config import BackendConfig, mask
+from backend.influx import InfluxClient
+from backend.ingest.late_data import LateData
 from backend.ingest.placement import ClockPlacer
 from backend.ingest.points import DeviceDirectory, MessageRejected, message_lines, quarantine_line
+from backend.ingest.receipts import ReceiptBook, Sequenced
 from backend.ingest.session import ConnectionLost, MqttConnection
 from backend.ingest.stats import IngestStats, InvalidInputLog
 from backend.ingest.writer import DurabilityError, DurableWriter
+from backend.rollups import backfill
 from backend.spool import Spool
 from protocols import topics
 
@@ -37,9 +44,24 @@ __all__ = ["IngestService"]
 log = logging.getLogger("backend.ingest")
 
 _ANCHORS_FILE = "clock-anchors.json"
+# A raw policy kept forever: a changed rollup definition recomputes this many days back.
+RAW_DAYS_UNBOUNDED = 400
 # Messages read from the socket before they are processed: small enough that the batch
 # writes (same event loop) are not held up long, large enough to cost nothing per message.
 _CHUNK = 250
+
+
+_FIRST_RETRY_S = 0.5
+
+
+def retry_delay(previous_s: float | None, session_s: float, max_s: float) -> float:
+    """The delay before the next connect (the caller adds +-20 % jitter): the first one,
+    or twice the previous up to ``max_s``. It goes back to the first only after a session
+    that lasted ``max_s``: a session the broker or a full spool ends at once must not be
+    retried twice a second."""
+    if previous_s is None or session_s >= max_s:
+        return _FIRST_RETRY_S
+    return min(previous_s * 2, max_s)
 
 
 def _now_ms() -> int:
@@ -68,7 +90,11 @@ class IngestService:
         self.connected = asyncio.Event()
         self._last_quarantine_ts: dict[tuple[str, str], int] = {}
         self._writer: DurableWriter | None = None
+        self.late_data: LateData | None = None
         self._spool: Spool | None = None
+        self.receipts = ReceiptBook(config.mqtt.topic_root)
+        self._receipts_due = False
+        self._connection: MqttConnection | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -90,9 +116,11 @@ class IngestService:
             max_pending_acks=max(1, cfg.mqtt.receive_maximum // 2),
             idle_ms=cfg.ingest.idle_flush_ms,
             drain_records=cfg.spool.drain_records,
-            retention=cfg.influx.retention(),
+            retention=cfg.retention(),
+            precision="ns",  # readings carry their seq in the sub-millisecond digits
         )
         self._writer = writer
+        late = self._late_data(influx)
         log.info(
             "event=ingest_start process=%s mqtt=%s client_id=%s mqtt_user=%s mqtt_password=%s "
             "influx=%s database=%s influx_password=%s spool=%s spool_depth=%d",
@@ -114,6 +142,8 @@ class IngestService:
                     group.create_task(writer.run()),
                     group.create_task(self._stats_loop(writer, spool)),
                 ]
+                if late is not None:
+                    background.append(group.create_task(late.run()))
                 session = group.create_task(self._mqtt_loop(writer))
                 await stop.wait()
                 # Flush while still connected, so the acknowledgements reach the broker.
@@ -132,6 +162,39 @@ class IngestService:
             await asyncio.to_thread(spool.close)
             log.info("event=ingest_stop %s", _summary(self.stats.fields(spool.depth, spool.depth_bytes)))
 
+    def _late_data(self, influx: InfluxClient) -> LateData | None:
+        """Recompute the rollups that late readings fall in (None: switched off).
+
+        This runs whether or not this ingest manages the retention policies and continuous
+        queries: on a district server the admin creates them (`tincoso server influx-init`)
+        and the ingest still keeps the rollups of replayed readings right.
+        """
+        if not self.config.ingest.recompute_late:
+            return None
+        threshold = self.config.sound_threshold_dbfs
+
+        async def recompute(start_ms: int, end_ms: int) -> int:
+            return await backfill(influx, start_ms, end_ms, sound_threshold_dbfs=threshold)
+
+        debounce_s = self.config.ingest.late_debounce_s
+        late = LateData(recompute, debounce_s=debounce_s, max_wait_s=max(300.0, debounce_s))
+        assert self._writer is not None
+        self._writer.on_written = late.note
+        raw_ms = (self.config.influx.raw_days or RAW_DAYS_UNBOUNDED) * 86_400_000
+
+        def definition_changed(names: list[str]) -> None:
+            # The rollups of everything raw still holds were made by the old definition.
+            now_ms = _now_ms()
+            log.info(
+                "event=rollups_redefined queries=%s recompute_days=%d", ",".join(names), raw_ms // 86_400_000
+            )
+            late.note_range(now_ms - raw_ms, now_ms)
+
+        self._writer.on_rollups_replaced = definition_changed
+        self.stats.extra = late.fields
+        self.late_data = late
+        return late
+
     # -- MQTT ------------------------------------------------------------------------------
 
     def filters(self) -> list[str]:
@@ -143,13 +206,16 @@ class IngestService:
         return plain
 
     async def _mqtt_loop(self, writer: DurableWriter) -> None:
-        delay = 0.5
+        delay: float | None = None
         while True:
+            session_start = time.monotonic()
             connection = MqttConnection(
                 self.config.mqtt,
                 lambda conn, chunk: self.handle_chunk(conn, chunk, writer),
                 chunk=_CHUNK,
             )
+            self._connection = connection
+            error: Exception | None = None
             try:
                 await connection.open(self.filters())
                 log.info(
@@ -158,21 +224,22 @@ class IngestService:
                     self.config.mqtt.client_id,
                 )
                 self.connected.set()
-                delay = 0.5
                 await self._receive_until_failure(connection, writer)
-            except ConnectionLost as exc:
-                log.warning("event=mqtt_disconnected error=%r retry_in_s=%.1f", str(exc), delay)
-            except DurabilityError as exc:
-                log.error(
-                    "event=session_dropped reason=not_durable error=%r retry_in_s=%.1f", str(exc), delay
-                )
+            except (ConnectionLost, DurabilityError) as exc:
+                error = exc
             finally:
                 self.connected.clear()
                 # On shutdown this sends the acknowledgements `run` just flushed, then
                 # DISCONNECT; after a failure the connection is gone already.
                 await connection.close()
+            delay = retry_delay(delay, time.monotonic() - session_start, self.config.mqtt.reconnect_max_s)
+            if isinstance(error, DurabilityError):
+                log.error(
+                    "event=session_dropped reason=not_durable error=%r retry_in_s=%.1f", str(error), delay
+                )
+            else:
+                log.warning("event=mqtt_disconnected error=%r retry_in_s=%.1f", str(error), delay)
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, self.config.mqtt.reconnect_max_s)
 
     async def _receive_until_failure(self, connection: MqttConnection, writer: DurableWriter) -> None:
         closed = asyncio.create_task(connection.wait_closed())
@@ -200,20 +267,58 @@ class IngestService:
         received_ms = _now_ms()
         lines: list[str] = []
         mids: list[int] = []
+        stored: list[Sequenced] | None = [] if self.config.ingest.receipts else None
+        rejected: list[Sequenced] = []
         for message in messages:
-            lines += self.handle(message, received_ms)
+            lines += self.handle(message, received_ms, stored, rejected)
             if message.qos > 0:
                 mids.append(message.mid)
-        writer.add(lines, partial(connection.ack, mids), messages=len(messages))
+        if stored is None:
+            writer.add(lines, partial(connection.ack, mids), messages=len(messages))
+        else:
+            writer.add(
+                lines, partial(self._durable, connection, mids, stored, rejected), messages=len(messages)
+            )
 
-    def handle(self, message: paho_mqtt.MQTTMessage, received_ms: int) -> list[str]:
-        """The points of one received message (or its quarantine point)."""
+    def _durable(
+        self, connection: MqttConnection, mids: list[int], stored: list[Sequenced], rejected: list[Sequenced]
+    ) -> None:
+        """A chunk is durable: acknowledge it, and receipt its readings once the whole
+        flush is acknowledged (one receipt per device and boot per flush)."""
+        connection.ack(mids)
+        self.receipts.add(stored, rejected)
+        if not self._receipts_due:
+            self._receipts_due = True
+            asyncio.get_running_loop().call_soon(self._send_receipts)
+
+    def _send_receipts(self) -> None:
+        self._receipts_due = False
+        connection = self._connection
+        due = self.receipts.take(_now_ms())
+        if connection is None or not connection.is_open:
+            return  # the devices send these readings again, and get the receipt then
+        for topic, data in due:
+            connection.publish(topic, data)
+
+    def handle(
+        self,
+        message: paho_mqtt.MQTTMessage,
+        received_ms: int,
+        stored: list[Sequenced] | None = None,
+        rejected: list[Sequenced] | None = None,
+    ) -> list[str]:
+        """The points of one received message (or its quarantine point).
+
+        With ``stored`` and ``rejected`` given, the readings the message holds are
+        appended to one of them (for receipts); after an internal error to neither.
+        """
         try:
             topic = message.topic
         except UnicodeDecodeError:
             topic = message._topic.decode("utf-8", errors="replace")  # quarantined below
         payload = message.payload if isinstance(message.payload, bytes) else bytes(message.payload)
         self.stats.messages_in += 1
+        held: list[Sequenced] | None = [] if stored is not None else None
         try:
             lines = message_lines(
                 topic,
@@ -223,9 +328,14 @@ class IngestService:
                 placer=self.placer,
                 root=self.config.mqtt.topic_root,
                 live=not message.retain,
+                sequenced=held,
             )
-        except MessageRejected as rejected:
-            lines = [self._quarantine(rejected, topic, payload, received_ms)]
+            if stored is not None and held:
+                stored += held
+        except MessageRejected as refused:
+            if rejected is not None:
+                rejected += refused.sequenced
+            lines = [self._quarantine(refused, topic, payload, received_ms)]
         except Exception as exc:  # a bug must cost one message, never the session
             log.exception("event=ingest_internal_error topic=%r", topic[:200])
             internal = MessageRejected("internal_error", "-", repr(exc))

@@ -125,13 +125,15 @@ class MqttConnection:
                 clean_start=clean_start,
                 properties=properties,
             )
-            await asyncio.wait_for(asyncio.shield(self._connack), answer_s)
+            async with asyncio.timeout(answer_s):
+                await asyncio.shield(self._connack)
             # The broker may send a stored session's messages from here on, before the SUBACK.
             log.info("event=mqtt_connack client_id=%s", m.client_id)
             result, _mid = self._client.subscribe([(f, 1) for f in filters])
             if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 raise ConnectionLost(f"subscribe failed: {paho.error_string(result)}")
-            codes = await asyncio.wait_for(asyncio.shield(self._suback), answer_s)
+            async with asyncio.timeout(answer_s):
+                codes = await asyncio.shield(self._suback)
         except (OSError, ValueError, paho.WebsocketConnectionError) as exc:
             self.abort()
             raise ConnectionLost(str(exc)) from exc
@@ -161,6 +163,11 @@ class MqttConnection:
         for mid in mids:
             self._client.ack(mid, 1)
 
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Publish at QoS 1 (delivery receipts); nothing once the connection has ended."""
+        if self._open:
+            self._client.publish(topic, payload, qos=1)
+
     async def close(self, grace_s: float = 5.0) -> None:
         """Send what is queued (acknowledgements first), then DISCONNECT; the broker keeps
         the session. Ends the connection without DISCONNECT after ``grace_s`` seconds."""
@@ -169,7 +176,8 @@ class MqttConnection:
         if self._open:
             self._client.disconnect()
             with contextlib.suppress(TimeoutError, ConnectionLost):
-                await asyncio.wait_for(asyncio.shield(self._closed), grace_s)
+                async with asyncio.timeout(grace_s):
+                    await asyncio.shield(self._closed)
         self.abort()
 
     def abort(self) -> None:

@@ -7,7 +7,8 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 
-from backend.influx import FieldValue, line
+from backend.influx import FieldValue, line_ns
+from protocols.stored_data import NS_PER_MS
 
 __all__ = ["IngestStats", "InvalidInputLog"]
 
@@ -36,6 +37,8 @@ class IngestStats:
         self.invalid_by: Counter[tuple[str, str]] = Counter()
         self.unknown_ids: set[str] = set()
         self._latencies_ms: deque[float] = deque(maxlen=10_000)
+        # More counters of the process (the late-data recompute's), merged into `fields`.
+        self.extra: Callable[[], dict[str, int | float]] | None = None
 
     def record_invalid(self, device: str, reason: str) -> None:
         """Count one quarantined message by device and reason."""
@@ -71,13 +74,13 @@ class IngestStats:
             "spool_errors": self.spool_errors,
             "write_latency_p50_ms": _percentile(latencies, 0.50) if latencies else None,
             "write_latency_p95_ms": _percentile(latencies, 0.95) if latencies else None,
+            **(self.extra() if self.extra is not None else {}),
         }
 
     def line(self, process: str, role: str, ts_ms: int, spool_depth: int, spool_bytes: int) -> str:
-        """The ``backend_stats`` point."""
-        return line(
-            "backend_stats", {"process": process, "role": role}, self.fields(spool_depth, spool_bytes), ts_ms
-        )
+        """The ``backend_stats`` point, in nanoseconds like every point of ingest."""
+        tags = {"process": process, "role": role}
+        return line_ns("backend_stats", tags, self.fields(spool_depth, spool_bytes), ts_ms * NS_PER_MS)
 
 
 class InvalidInputLog:

@@ -5,6 +5,11 @@ crash at any moment leaves each message either acknowledged-and-stored or unackn
 (the broker redelivers it). A background task drains the spool when InfluxDB answers,
 (re)creating the database first; points InfluxDB refuses (4xx) are isolated by bisection,
 counted and logged, so one bad point never blocks the rest.
+
+Every point of a writer has one timestamp precision (the ingest's are nanoseconds, see
+`backend.ingest.points`). A spool record of another precision starts with a
+``#precision=<p>`` line; a record without one holds milliseconds (the spool of a version
+before nanoseconds), and the drain converts each record to the writer's precision.
 """
 
 from __future__ import annotations
@@ -20,11 +25,40 @@ from backend.ingest.stats import IngestStats
 from backend.rollups import RetentionConfig, ensure_retention_and_rollups
 from backend.spool import Spool, SpoolError
 
-__all__ = ["Ack", "DurabilityError", "DurableWriter"]
+__all__ = ["Ack", "DurabilityError", "DurableWriter", "record_lines", "spool_record"]
 
 log = logging.getLogger("backend.ingest")
 
 Ack = Callable[[], None]
+
+
+# Nanoseconds per unit of each precision a writer may use.
+_SCALE = {"ns": 1, "ms": 1_000_000}
+_MARK = "#precision="
+
+
+def spool_record(lines: list[str], precision: str) -> bytes:
+    """The spool record of points with ``precision`` timestamps (marked unless ``ms``)."""
+    head = [] if precision == "ms" else [_MARK + precision]
+    return "\n".join([*head, *lines]).encode("utf-8")
+
+
+def record_lines(payload: bytes, precision: str) -> list[str]:
+    """The points of a spool record, timestamps converted to ``precision``."""
+    lines = payload.decode("utf-8", errors="replace").split("\n")
+    stored = "ms"
+    if lines and lines[0].startswith(_MARK):
+        stored = lines.pop(0)[len(_MARK) :]
+    if stored == precision or stored not in _SCALE:
+        return lines
+    return [_rescale(p, _SCALE[stored], _SCALE[precision]) for p in lines]
+
+
+def _rescale(point: str, from_ns: int, to_ns: int) -> str:
+    head, _, tail = point.rpartition(" ")
+    if not head or not tail.isdigit():
+        return point
+    return f"{head} {int(tail) * from_ns // to_ns}"
 
 
 class DurabilityError(Exception):
@@ -50,6 +84,7 @@ class DurableWriter:
         drain_records: Spool records per drain write.
         retention: Retention policies and rollups to create or update on connect
             (backend/rollups.py); None only creates the database.
+        precision: The timestamp precision of every point added (``ms`` or ``ns``).
     """
 
     def __init__(
@@ -64,7 +99,11 @@ class DurableWriter:
         idle_ms: int = 20,
         drain_records: int = 20,
         retention: RetentionConfig | None = None,
+        precision: str = "ms",
     ) -> None:
+        if precision not in _SCALE:
+            raise ValueError(f"precision must be one of {', '.join(_SCALE)}, got {precision!r}")
+        self.precision = precision
         self.influx = influx
         self.retention = retention
         self.spool = spool
@@ -76,6 +115,10 @@ class DurableWriter:
         self.drain_records = drain_records
         self.influx_up = False
         self._lines: list[str] = []
+        # Called with every batch InfluxDB stored (late-data recompute, backend/ingest/late_data.py).
+        self.on_written: Callable[[list[str]], None] | None = None
+        # Called with the continuous queries replaced at connect (their definition changed).
+        self.on_rollups_replaced: Callable[[list[str]], None] | None = None
         self._acks: list[Ack] = []
         self._pending_messages = 0
         self._first_at = 0.0
@@ -128,7 +171,8 @@ class DurableWriter:
             await self._has_data.wait()
             while not self._full.is_set() and (remaining := self._flush_at() - time.monotonic()) > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), timeout=remaining)
+                    async with asyncio.timeout(remaining):
+                        await self._full.wait()
             try:
                 await self.flush()
             except DurabilityError:
@@ -158,7 +202,7 @@ class DurableWriter:
                 return
             except InfluxUnavailable as exc:
                 self._went_down(exc)
-        payload = "\n".join(lines).encode("utf-8")
+        payload = spool_record(lines, self.precision)
         try:
             await asyncio.to_thread(self.spool.append, payload)
         except SpoolError as exc:
@@ -182,7 +226,7 @@ class DurableWriter:
         """
         started = time.monotonic()
         try:
-            await self.influx.write(lines)
+            await self.influx.write(lines, precision=self.precision)
         except InfluxUnavailable:
             raise
         except InfluxError as exc:
@@ -196,6 +240,8 @@ class DurableWriter:
             return await self._write(lines[:half]) + await self._write(lines[half:])
         self.stats.record_write((time.monotonic() - started) * 1000)
         self.stats.written += len(lines)
+        if self.on_written is not None:
+            self.on_written(lines)
         return len(lines)
 
     async def _drain_loop(self) -> None:
@@ -205,13 +251,14 @@ class DurableWriter:
             if self.spool.depth == 0:
                 self._drain_wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._drain_wake.wait(), timeout=1.0)
+                    async with asyncio.timeout(1.0):
+                        await self._drain_wake.wait()
                 continue
             # About one live batch's worth per write (line protocol runs ~200-300 bytes a point).
             records = await asyncio.to_thread(self.spool.read, self.drain_records, self.batch_points * 300)
             if not records:
                 continue
-            lines = [p for r in records for p in r.payload.decode("utf-8", errors="replace").split("\n")]
+            lines = [p for r in records for p in record_lines(r.payload, self.precision)]
             try:
                 written = await self._write(lines)
             except InfluxUnavailable as exc:
@@ -231,7 +278,9 @@ class DurableWriter:
             return False
         try:
             if self.retention is not None:
-                await ensure_retention_and_rollups(self.influx, self.retention)
+                replaced = await ensure_retention_and_rollups(self.influx, self.retention)
+                if replaced and self.on_rollups_replaced is not None:
+                    self.on_rollups_replaced(replaced)
             else:
                 await self.influx.create_database()
         except InfluxUnavailable:

@@ -40,19 +40,35 @@ def availability_chart(report: KpiReport, names: dict[str, str], t: Text) -> str
     """Per commune: % of scheduled bulletins sounded, and % of operating hours its e-board showed content."""
     plt = _pyplot()
     communes = list(names)
-    bulletins, boards = [], []
+    bulletins: list[float | None] = []
+    boards: list[float | None] = []
     for commune in communes:
         mine = [c for c in report.clusters if c.commune == commune]
-        scheduled = sum(c.scheduled for c in mine)
-        bulletins.append(100.0 * sum(c.sounded for c in mine) / scheduled if scheduled else 0.0)
+        # Over the bulletins with data: one without data is neither sounded nor silent.
+        measured = sum(c.scheduled - c.no_data for c in mine)
+        bulletins.append(100.0 * sum(c.sounded for c in mine) / measured if measured else None)
         lit = [b.value_pct for b in report.boards if b.commune == commune and b.kind == "eboard"]
-        boards.append(max((v for v in lit if v is not None), default=0.0))
+        boards.append(max((v for v in lit if v is not None), default=None))
     fig, ax = plt.subplots(figsize=(7.0, 0.35 * len(communes) + 1.0))
     positions = range(len(communes))
     ax.barh(
-        [p + 0.2 for p in positions], bulletins, height=0.4, color="#1f77b4", label=t("chart.bulletins_pct")
+        [p + 0.2 for p in positions],
+        [v or 0.0 for v in bulletins],
+        height=0.4,
+        color="#1f77b4",
+        label=t("chart.bulletins_pct"),
     )
-    ax.barh([p - 0.2 for p in positions], boards, height=0.4, color="#ff7f0e", label=t("chart.board_pct"))
+    ax.barh(
+        [p - 0.2 for p in positions],
+        [v or 0.0 for v in boards],
+        height=0.4,
+        color="#ff7f0e",
+        label=t("chart.board_pct"),
+    )
+    for p, (sounded_pct, lit_pct) in enumerate(zip(bulletins, boards, strict=True)):
+        for offset, value in ((0.2, sounded_pct), (-0.2, lit_pct)):
+            if value is None:  # no data is written out, never drawn as 0 %
+                ax.text(1, p + offset, t("verdict.no_data"), va="center", fontsize=6, color="#555555")
     ax.set_yticks(list(positions), [names[c] for c in communes])
     ax.invert_yaxis()
     ax.set_xlim(0, 100)

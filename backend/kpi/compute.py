@@ -12,12 +12,14 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Iterable
 
+from backend.kpi.causes import outage_hours
 from backend.kpi.definitions import INDICATORS, Definitions, target_for
 from backend.kpi.devices import (
     board_result,
     bounded_verdict,
     cluster_bulletins,
     cluster_result,
+    crash_free,
     device_coverage,
 )
 from backend.kpi.model import (
@@ -36,7 +38,7 @@ from backend.kpi.model import (
 )
 from backend.registry import Commune, Registry
 
-__all__ = ["compute_report"]
+__all__ = ["compute_report", "data_coverage_pct"]
 
 ProgressFn = Callable[[str], None]
 
@@ -78,6 +80,8 @@ def compute_report(
     websites = {c.id: website_result(c, m, defs) for c in registry.communes.values()}
     say("data coverage")
     coverage = tuple(device_coverage(d, m, period, defs) for d in devices)
+    health = tuple(crash_free(d, m, period) for d in devices)
+    causes = tuple(outage_hours(d, m, period) for d in devices)
     year = period.target_year
     communes = list(registry.communes.values())
     units = {
@@ -100,7 +104,19 @@ def compute_report(
         boards=tuple(boards.values()),
         websites=tuple(websites.values()),
         coverage=coverage,
+        crash_free=health,
+        outage_causes=causes,
     )
+
+
+# Unit reasons that come from the registry, not from measurements.
+_REGISTRY_REASONS = ("no_board", "not_ip", "no_website")
+
+
+def data_coverage_pct(report: KpiReport) -> float | None:
+    """Share of the devices' expected telemetry buckets that held data (None: no device)."""
+    values = [c.coverage_pct for c in report.coverage if c.coverage_pct is not None]
+    return sum(values) / len(values) if values else None
 
 
 def _district(indicator: str, units: list[UnitResult], defs: Definitions, year: int) -> IndicatorResult:
@@ -116,10 +132,17 @@ def _district(indicator: str, units: list[UnitResult], defs: Definitions, year: 
         high = 100.0 * (met + unknown) / len(units)
     else:
         value = high = None
+    measured = sum(u.verdict in (MET, NOT_MET) and u.reason not in _REGISTRY_REASONS for u in units)
+    if units and (met + sum(u.verdict == NOT_MET for u in units) == 0 or (measured == 0 and unknown)):
+        # No unit has data that decides it: "no data", never a 0 % nor a pass on nothing.
+        value = high = None
     if value is None or high is None:
-        verdict = MET if target == 0 else UNKNOWN
+        verdict = MET if target == 0 and not units else UNKNOWN
     else:
         verdict = bounded_verdict(value, high, target)
+    if verdict == MET and units and measured == 0:
+        # Met only through registry facts (e.g. a 0 % target): nothing was measured.
+        verdict = UNKNOWN
     return IndicatorResult(indicator, target, plan_year, tuple(units), met, unknown, value, high, verdict)
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from protocols import stored_data
+
 __all__ = [
     "DEFAULT_TARGETS",
     "INDICATORS",
@@ -87,10 +89,11 @@ class Definitions:
         website_timeout_s: one probe's time limit.
         bucket_s: telemetry presence is counted in buckets of this size (data coverage).
         gap_min_s: a silence in a device's telemetry at least this long is listed as a gap.
+        coverage_warn_pct: below this data coverage the report opens with a warning banner.
         targets: indicator id -> year -> target percent.
     """
 
-    dead_air_threshold_dbfs: float = -50.0
+    dead_air_threshold_dbfs: float = stored_data.SOUND_THRESHOLD_DBFS
     bulletin_sounded_pct: float = 50.0
     cluster_bulletins_pct: float = 90.0
     audio_hold_s: float = 360.0
@@ -103,12 +106,14 @@ class Definitions:
     website_timeout_s: float = 10.0
     bucket_s: int = 300
     gap_min_s: float = 900.0
+    coverage_warn_pct: float = 80.0
     targets: Mapping[str, Mapping[int, float]] = field(default_factory=lambda: DEFAULT_TARGETS)
 
     def __post_init__(self) -> None:
         for name in ("bulletin_sounded_pct", "cluster_bulletins_pct", "board_on_pct", "led_online_pct"):
             _check_pct(name, getattr(self, name))
         _check_pct("website_ok_pct", self.website_ok_pct)
+        _check_pct("coverage_warn_pct", self.coverage_warn_pct)
         if not -200 <= self.dead_air_threshold_dbfs <= 0:
             raise DefinitionsError(
                 f"dead_air_threshold_dbfs must be between -200 and 0, got {self.dead_air_threshold_dbfs}"
@@ -237,14 +242,16 @@ def explain(indicator: str, defs: Definitions, lang: str) -> str:
 
 _EXPLAIN = {
     "1.1": (
-        "Một cụm loa đã phát trong một bản tin khi âm thanh đo được trên đầu ra (RMS) lớn hơn {thr} dBFS "
-        "trong ít nhất {s}% thời lượng bản tin theo lịch. Một thôn/xóm đạt khi cụm loa đã phát trong ít "
+        "Một cụm loa đã phát trong một bản tin khi thiết bị báo đang phát, không có khoảng lặng (dead air) "
+        "và âm thanh đo được trên đầu ra (RMS) lớn hơn {thr} dBFS trong ít nhất {s}% thời lượng bản tin "
+        "theo lịch. Một thôn/xóm đạt khi cụm loa đã phát trong ít "
         "nhất {x}% số bản tin theo lịch của kỳ. Một xã đạt khi mọi cụm loa đều đạt. Bản tin mà thiết bị "
         "không gửi dữ liệu nào (không có bản ghi âm thanh lẫn nhịp tim) là 'không có dữ liệu': không tính "
         "là phát, cũng không tính là không phát. Mỗi bản ghi âm thanh có giá trị đến bản ghi kế tiếp, tối "
         "đa {hold} giây.",
-        "A speaker cluster sounded in a bulletin when the audio measured on its output (RMS) was above "
-        "{thr} dBFS for at least {s}% of the scheduled window. A hamlet passes when its cluster sounded "
+        "A speaker cluster sounded in a bulletin when the device reported playing without dead air and "
+        "the audio measured on its output (RMS) was above {thr} dBFS for at least {s}% of the scheduled "
+        "window. A hamlet passes when its cluster sounded "
         "in at least {x}% of the period's scheduled bulletins; a commune passes when every cluster "
         "passes. A bulletin for which the device sent nothing (no audio and no heartbeat) is 'no data': "
         "neither sounded nor silent. An audio reading stands until the next one, at most {hold} s.",

@@ -19,6 +19,7 @@ from backend.kpi.model import (
     BoardResult,
     BulletinResult,
     ClusterResult,
+    CrashFree,
     DeviceCoverage,
     DisplayReading,
     Interval,
@@ -31,12 +32,14 @@ from backend.kpi.model import (
     union,
 )
 from backend.registry import Device, Registry
+from protocols import stored_data
 
 __all__ = [
     "board_result",
     "bounded_verdict",
     "cluster_bulletins",
     "cluster_result",
+    "crash_free",
     "device_coverage",
     "device_start_ms",
     "operating_intervals",
@@ -109,7 +112,10 @@ def cluster_bulletins(
         return []
     first = device_start_ms(device, period)
     spans = _audio_spans(m.audio.get(device.id, []), int(defs.audio_hold_s * 1000))
-    sounded = union((s, e) for s, e, r in spans if r.rms_dbfs > defs.dead_air_threshold_dbfs)
+    threshold = defs.dead_air_threshold_dbfs
+    sounded = union(
+        (s, e) for s, e, r in spans if stored_data.sounded(r.playing, r.dead_air, r.rms_dbfs, threshold)
+    )
     out = []
     for day, window, start, end in daily_occurrences(commune.schedule, period.first_day, period.last_day):
         if start < first or end > period.end_ms:
@@ -165,7 +171,7 @@ GoodSpan = Callable[[DisplayReading, int, int], "tuple[int, int] | None"]
 
 def eboard_good(reading: DisplayReading, start: int, end: int) -> tuple[int, int] | None:
     """On and showing content: power on, not blank, not frozen."""
-    ok = reading.power and not reading.blank and not reading.frozen
+    ok = stored_data.board_showing(reading.power, reading.blank, reading.frozen)
     return (start, end) if ok else None
 
 
@@ -226,6 +232,8 @@ def board_result(
         # For 2.2 "online" is the measured quantity, so time without data counts as offline.
         high = value if is_led else 100.0 * (good_ms + op_ms - covered_ms) / op_ms
         verdict = bounded_verdict(value, high, defs.led_online_pct if is_led else defs.board_on_pct)
+        if covered_ms == 0 and not is_led:
+            value = None  # nothing measured: no data, not 0 %
     return BoardResult(
         device.id,
         device.commune,
@@ -263,4 +271,16 @@ def device_coverage(device: Device, m: Measurements, period: Period, defs: Defin
     pct = 100.0 * (len(expected) - len(missing)) / len(expected) if expected else None
     return DeviceCoverage(
         device.id, device.commune, device.hamlet, device.kind, max(0, end - start) / 1000, pct, gaps, down
+    )
+
+
+def crash_free(device: Device, m: Measurements, period: Period) -> CrashFree:
+    """Crash-free hours: hours with any heartbeat, less those in which a crash boot happened."""
+    start, end = device_start_ms(device, period), period.end_ms
+    hour = 3_600_000
+    reported = {b // hour for b in m.heartbeat_buckets.get(device.id, ()) if start <= b < end}
+    crashes = [ts for ts in m.crashes.get(device.id, {}).values() if start <= ts < end]
+    crashed = {ts // hour for ts in crashes} & reported
+    return CrashFree(
+        device.id, device.commune, device.hamlet, len(reported), len(reported - crashed), len(crashes)
     )

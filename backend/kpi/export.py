@@ -10,10 +10,14 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
+from backend.kpi.compute import data_coverage_pct
 from backend.kpi.definitions import Definitions
 from backend.kpi.model import KpiReport
 
 __all__ = ["CSV_COLUMNS", "report_csv", "report_json"]
+
+# Indicators the report lists but cannot measure (backend/kpi/provenance.py says why).
+NOT_MEASURED_IDS = ("2.1",)
 
 CSV_COLUMNS = (
     "indicator", "scope", "commune", "commune_name", "device", "verdict", "value_pct", "target_pct",
@@ -40,6 +44,24 @@ def report_csv(report: KpiReport) -> str:
             scope = "board" if u.device else "commune"
             unit = [scope, u.commune, u.commune_name, u.device, u.verdict, _pct(u.value_pct)]
             writer.writerow([ind.id, *unit, *target, _pct(u.coverage_pct), u.reason, u.detail, *period])
+    for indicator in NOT_MEASURED_IDS:
+        writer.writerow(
+            [
+                indicator,
+                "district",
+                "",
+                report.district,
+                "",
+                "not_measurable",
+                "",
+                "",
+                "",
+                "",
+                "not_measurable",
+                "",
+                *period,
+            ]
+        )
     return out.getvalue()
 
 
@@ -55,7 +77,22 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def report_json(report: KpiReport, defs: Definitions) -> str:
-    """The whole report (every bulletin, board, check and gap) and the definitions, as JSON."""
-    body = {"definitions": _plain(defs), **_plain(report)}
+def report_json(report: KpiReport, defs: Definitions, provenance: Mapping[str, Any] | None = None) -> str:
+    """The whole report (every bulletin, board, check and gap) and the definitions, as JSON.
+
+    Args:
+        report: The computed report.
+        defs: The definitions in force.
+        provenance: `backend.kpi.provenance.provenance` of the report, if known.
+    """
+    coverage = data_coverage_pct(report)
+    warning = coverage is None or coverage < defs.coverage_warn_pct
+    body = {
+        "provenance": dict(provenance or {}),
+        "definitions": _plain(defs),
+        "data_coverage_pct": coverage,
+        "coverage_warning": warning,
+        "not_measured": [{"id": i, "verdict": "not_measurable"} for i in NOT_MEASURED_IDS],
+        **_plain(report),
+    }
     return json.dumps(body, ensure_ascii=False, indent=1, sort_keys=False) + "\n"

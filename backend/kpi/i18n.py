@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from backend.catalogue import TERMS
 from backend.registry import LOCAL_TZ
 
 __all__ = ["LANGUAGES", "Text"]
@@ -88,6 +89,46 @@ _TEXT: dict[str, tuple[str, str]] = {
     "verdict.met": ("Đạt", "met"),
     "verdict.not_met": ("Không đạt", "not met"),
     "verdict.unknown": ("Chưa xác định", "undetermined"),
+    "verdict.no_data": ("Không có dữ liệu", "no data"),
+    "verdict.not_measurable": ("Không đo được", "not measurable"),
+    "provenance": ("Nguồn gốc số liệu", "Provenance"),
+    "crash_free": ("Giờ hoạt động không lỗi", "Crash-free hours"),
+    "crash_free.help": (
+        "Số giờ thiết bị có gửi dữ liệu, và trong đó số giờ không có lần khởi động lại do lỗi "
+        "(watchdog, agent lỗi, không rõ nguyên nhân). Mất điện và khởi động lại chủ động không tính là lỗi.",
+        "Hours in which the device reported, and of those the hours without a crash reboot (watchdog, "
+        "agent crash, unknown cause). Power cuts and clean restarts are not crashes.",
+    ),
+    "col.hours": ("Giờ có dữ liệu", "Hours reported"),
+    "col.crash_free_h": ("Giờ không lỗi", "Crash-free hours"),
+    "col.crashes": ("Số lần lỗi", "Crashes"),
+    "outage_causes": ("Giờ mất kết nối theo nguyên nhân", "Outage hours by cause"),
+    "outage_causes.help": (
+        "Các lần mất kết nối đã cảnh báo, theo nguyên nhân nghi ngờ mà hệ thống giám sát xác định từ "
+        "bằng chứng (điện áp nguồn, tín hiệu mất điện của UPS, sóng 4G, bộ nhớ, lý do khởi động lại). "
+        "Mất điện lưới hay mất sóng của nhà mạng vẫn là mất kết nối và vẫn tính vào chỉ tiêu 1.1; "
+        "bảng này cho biết thời gian đó thuộc trách nhiệm của ai.",
+        "Alerted outages by the likely cause the monitor found from the evidence (supply voltage, the "
+        "UPS's mains signal, 4G signal, storage, reboot reason). A grid or carrier outage is still an "
+        "outage and still counts against indicator 1.1; this table says whose the hours were.",
+    ),
+    "col.total_h": ("Tổng (giờ)", "Total (h)"),
+    "provenance.software": ("Phần mềm", "Software"),
+    "provenance.source": ("Nguồn dữ liệu", "Data source"),
+    "provenance.registry_sha256": ("Danh mục thiết bị (SHA-256)", "Registry (SHA-256)"),
+    "provenance.definitions_sha256": ("Định nghĩa, ngưỡng (SHA-256)", "Definitions (SHA-256)"),
+    "provenance.period": ("Kỳ báo cáo", "Period"),
+    "provenance.data_coverage_pct": ("Mức phủ dữ liệu", "Data coverage"),
+    "coverage.banner": (
+        "Cảnh báo: dữ liệu đo chỉ phủ {pct} thời gian của kỳ (ngưỡng {warn}). Các chỉ tiêu chỉ được đánh "
+        "giá trên những đơn vị có dữ liệu; đơn vị không có dữ liệu ghi 'Chưa xác định'.",
+        "Warning: measurements cover only {pct} of the period (threshold {warn}). Indicators are judged "
+        "only on units with data; units without data read 'undetermined'.",
+    ),
+    "coverage.none": (
+        "Cảnh báo: không có dữ liệu đo nào trong kỳ. Không chỉ tiêu nào được đánh giá là Đạt.",
+        "Warning: no measurements at all in the period. No indicator is judged met.",
+    ),
     "status.sounded": ("đã phát", "sounded"),
     "status.silent": ("im lặng", "silent"),
     "status.no_data": ("không có dữ liệu", "no data"),
@@ -114,6 +155,23 @@ _TEXT: dict[str, tuple[str, str]] = {
     "yes": ("Có", "Yes"),
     "no": ("Không", "No"),
 }
+
+# Terms every room shares come from the one catalogue, so the report, the dashboards and the
+# alerts name a thing the same way (report key -> catalogue key).
+_SHARED = {
+    "district": "district",
+    "col.commune": "commune",
+    "col.hamlet": "hamlet",
+    "col.device": "device",
+    "verdict.met": "verdict.met",
+    "verdict.not_met": "verdict.not_met",
+    "verdict.unknown": "verdict.unknown",
+    "cause.mains": "cause.mains",
+    "cause.cellular": "cause.cellular",
+    "cause.device": "cause.device",
+    "cause.unknown": "cause.unknown",
+}
+_TEXT.update({key: TERMS[shared] for key, shared in _SHARED.items()})
 
 
 class Text:
@@ -172,5 +230,5 @@ class Text:
         return f"{start} – {end}"
 
     def verdict(self, verdict: str) -> str:
-        """Đạt / Không đạt / Chưa xác định."""
+        """Đạt / Không đạt / Không có dữ liệu (from the catalogue)."""
         return self(f"verdict.{verdict}")

@@ -144,11 +144,14 @@ def daily_occurrences(
 
 @dataclass(frozen=True)
 class AudioReading:
-    """One ``audio`` point: RMS over the ``window_s`` seconds ending at ``ts_ms``."""
+    """One ``audio`` point: RMS over the ``window_s`` seconds ending at ``ts_ms``, with the
+    agent's ``playing`` and ``dead_air`` flags (what `protocols.stored_data.sounded` reads)."""
 
     ts_ms: int
     rms_dbfs: float
     window_s: float
+    playing: bool = True
+    dead_air: bool = False
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,15 @@ class DownInterval:
     end_ms: int
 
 
+@dataclass(frozen=True)
+class OutageRecord:
+    """An alerted outage the monitor settled: when it began, how long, and its likely cause."""
+
+    since_ms: int
+    duration_s: float
+    cause: str
+
+
 @dataclass
 class Measurements:
     """Everything the computation reads, per device (or commune for websites)."""
@@ -192,6 +204,10 @@ class Measurements:
     heartbeat_buckets: dict[str, set[int]] = field(default_factory=dict)
     websites: dict[str, list[WebsiteCheck]] = field(default_factory=dict)
     down: dict[str, list[DownInterval]] = field(default_factory=dict)
+    # device -> boot_id -> when it booted after a crash (epoch ms)
+    crashes: dict[str, dict[str, int]] = field(default_factory=dict)
+    # device -> its settled outages (the monitor's ``outage`` points with ``duration_s``)
+    outages: dict[str, list[OutageRecord]] = field(default_factory=dict)
 
 
 # --- results ------------------------------------------------------------------------------
@@ -310,6 +326,36 @@ class DeviceCoverage:
 
 
 @dataclass(frozen=True)
+class CrashFree:
+    """Crash-free hours of one device: hours it reported, and those without a crash boot."""
+
+    device: str
+    commune: str
+    hamlet: str
+    operating_h: int
+    crash_free_h: int
+    crashes: int
+
+    @property
+    def crash_free_pct(self) -> float | None:
+        """Share of reported hours without a crash (None: the device reported no hour)."""
+        return 100.0 * self.crash_free_h / self.operating_h if self.operating_h else None
+
+
+@dataclass(frozen=True)
+class OutageHours:
+    """One device's alerted outage hours in the period, by likely cause (``mains``, ``device``,
+    ``cellular``, ``unknown``): evidence of whose each outage was; all of them still count
+    against the indicators."""
+
+    device: str
+    commune: str
+    hamlet: str
+    hours: dict[str, float]
+    outages: dict[str, int]
+
+
+@dataclass(frozen=True)
 class KpiReport:
     """Everything a report shows."""
 
@@ -323,6 +369,8 @@ class KpiReport:
     boards: tuple[BoardResult, ...]
     websites: tuple[WebsiteResult, ...]
     coverage: tuple[DeviceCoverage, ...]
+    crash_free: tuple[CrashFree, ...] = ()
+    outage_causes: tuple[OutageHours, ...] = ()
 
     def indicator(self, indicator_id: str) -> IndicatorResult:
         """The result of one indicator; KeyError if it was not computed."""

@@ -18,9 +18,11 @@ from backend.kpi.model import (
     DisplayReading,
     DownInterval,
     Measurements,
+    OutageRecord,
     Period,
     WebsiteCheck,
 )
+from protocols.stored_data import CRASH_REBOOT_REASONS
 
 __all__ = ["CHUNK_MS", "DOWN_LOOKBACK_MS", "fetch_measurements"]
 
@@ -65,13 +67,16 @@ async def fetch_measurements(
     for chunk_start, chunk_end in _chunks(start - hold_ms, end):
         say(f"reading {chunk_start}..{chunk_end} (ms)")
         where = _where(chunk_start, chunk_end)
-        for row in await _grouped(
-            influx, f'SELECT "rms_dbfs", "window_s" FROM "audio" WHERE {where} GROUP BY "device"'
-        ):
+        audio_query = (
+            'SELECT "rms_dbfs", "window_s", "playing", "dead_air" FROM "audio" '
+            f'WHERE {where} GROUP BY "device"'
+        )
+        for row in await _grouped(influx, audio_query):
             if row.get("rms_dbfs") is None:
                 continue
             window_s = float(row.get("window_s") or 0.0)
-            reading = AudioReading(int(row["time"]), float(row["rms_dbfs"]), window_s)
+            playing, dead_air = row.get("playing") is True, row.get("dead_air") is True
+            reading = AudioReading(int(row["time"]), float(row["rms_dbfs"]), window_s, playing, dead_air)
             m.audio.setdefault(row["device"], []).append(reading)
         display_query = (
             'SELECT "power", "blank", "frozen", "source_sync_age_s" FROM "display" '
@@ -93,6 +98,16 @@ async def fetch_measurements(
         for row in await _grouped(influx, heartbeat_query):
             if row.get("count"):
                 m.heartbeat_buckets.setdefault(row["device"], set()).add(int(row["time"]))
+    say("reading crash boots")
+    crash_query = (
+        'SELECT "uptime_s", "reboot_reason", "boot_id" FROM "heartbeat" '
+        f'WHERE {_where(start, end + 3_600_000)} AND "uptime_s" < 3600 GROUP BY "device"'
+    )
+    for row in await _grouped(influx, crash_query):
+        if row.get("reboot_reason") in CRASH_REBOOT_REASONS and row.get("uptime_s") is not None:
+            boots = m.crashes.setdefault(row["device"], {})
+            booted = int(row["time"]) - int(float(row["uptime_s"]) * 1000)
+            boots[str(row.get("boot_id"))] = min(booted, boots.get(str(row.get("boot_id")), booted))
     say("reading website checks and down intervals")
     website_query = (
         'SELECT "ok", "status", "latency_ms", "tls_days_left", "error" FROM "website_check" '
@@ -122,4 +137,19 @@ async def fetch_measurements(
         interval = DownInterval(int(down_start), int(down_end) if down_end is not None else end)
         if interval.end_ms > start and interval.start_ms < end:
             m.down.setdefault(row["device"], []).append(interval)
+    await _fetch_outages(influx, m, start, end)
     return m
+
+
+async def _fetch_outages(influx: InfluxClient, m: Measurements, start: int, end: int) -> None:
+    """The monitor's settled outages (``outage`` points with ``duration_s``), by cause."""
+    query = (
+        f'SELECT "duration_s" FROM "outage" WHERE {_where(start - DOWN_LOOKBACK_MS, end)} '
+        'AND "duration_s" > 0 GROUP BY "device", "cause"'
+    )
+    for row in await _grouped(influx, query):
+        duration = _num(row.get("duration_s"))
+        if duration is None or row.get("device") is None:
+            continue
+        record = OutageRecord(int(row["time"]), duration, str(row.get("cause") or "unknown"))
+        m.outages.setdefault(row["device"], []).append(record)

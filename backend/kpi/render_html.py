@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from backend.kpi.causes import CAUSES
 from backend.kpi.charts import availability_chart, bulletin_heatmap
-from backend.kpi.compute import failed_bulletins
+from backend.kpi.compute import data_coverage_pct, failed_bulletins
 from backend.kpi.definitions import Definitions, explain, title
 from backend.kpi.i18n import Text
 from backend.kpi.model import KpiReport, UnitResult
@@ -35,8 +36,12 @@ def _limited(rows: list[dict[str, str]], t: Text) -> tuple[list[dict[str, str]],
     return rows[:EVIDENCE_ROWS], t("evidence.more", n=len(rows) - EVIDENCE_ROWS)
 
 
-def report_context(report: KpiReport, registry: Registry, defs: Definitions, lang: str) -> dict[str, Any]:
+def report_context(
+    report: KpiReport, registry: Registry, defs: Definitions, lang: str, source: str = ""
+) -> dict[str, Any]:
     """Everything the template shows, formatted in ``lang``."""
+    from backend.kpi.provenance import not_measured, provenance
+
     t = Text(lang)
     names = {c.id: c.name for c in registry.communes.values()}
     hamlets = {d.id: d.hamlet for d in registry.devices.values()}
@@ -163,6 +168,12 @@ def report_context(report: KpiReport, registry: Registry, defs: Definitions, lan
         "period": f"{t.day(p.first_day)} – {t.day(p.last_day)}",
         "generated": t.when(report.generated_ms),
         "notes": notes,
+        "banner": coverage_banner(report, defs, t),
+        "crash_free": _crash_free_rows(report, names, hamlets, t),
+        "outage_causes": _outage_cause_rows(report, names, hamlets, t),
+        "causes": [t(f"cause.{c}") for c in CAUSES],
+        "provenance": _provenance_rows(provenance(report, registry, defs, source), t),
+        "not_measured": not_measured(lang),
         "indicators": indicators,
         "failed": failed,
         "failed_more": failed_more,
@@ -177,8 +188,90 @@ def report_context(report: KpiReport, registry: Registry, defs: Definitions, lan
     }
 
 
-def render_html(report: KpiReport, registry: Registry, defs: Definitions, lang: str = "vi") -> str:
-    """The report page as HTML text."""
+def _crash_free_rows(
+    report: KpiReport, names: dict[str, str], hamlets: dict[str, str], t: Text
+) -> list[dict[str, str]]:
+    """Per commune (bold, first) then per device: reported hours, crash-free hours and share."""
+    rows = []
+    for commune in sorted({c.commune for c in report.crash_free}):
+        mine = [c for c in report.crash_free if c.commune == commune]
+        hours = sum(c.operating_h for c in mine)
+        free = sum(c.crash_free_h for c in mine)
+        rows.append(
+            {
+                "commune": names.get(commune, commune),
+                "device": "",
+                "hours": str(hours),
+                "free": str(free),
+                "crashes": str(sum(c.crashes for c in mine)),
+                "pct": t.pct(100.0 * free / hours if hours else None),
+            }
+        )
+        for c in mine:
+            rows.append(
+                {
+                    "commune": "",
+                    "device": f"{hamlets.get(c.device, c.hamlet)} ({c.device})",
+                    "hours": str(c.operating_h),
+                    "free": str(c.crash_free_h),
+                    "crashes": str(c.crashes),
+                    "pct": t.pct(c.crash_free_pct),
+                }
+            )
+    return rows
+
+
+def _outage_cause_rows(
+    report: KpiReport, names: dict[str, str], hamlets: dict[str, str], t: Text
+) -> list[dict[str, Any]]:
+    """Per commune (bold, first) then per device with an outage: hours (count) by cause."""
+
+    def cells(hours: dict[str, float], counts: dict[str, int]) -> list[str]:
+        return [f"{t.number(hours[c])} ({counts[c]})" if counts[c] else "–" for c in CAUSES]
+
+    rows: list[dict[str, Any]] = []
+    for commune in sorted({o.commune for o in report.outage_causes if any(o.outages.values())}):
+        mine = [o for o in report.outage_causes if o.commune == commune and any(o.outages.values())]
+        hours = {c: sum(o.hours[c] for o in mine) for c in CAUSES}
+        counts = {c: sum(o.outages[c] for o in mine) for c in CAUSES}
+        total = t.number(sum(hours.values()))
+        rows.append(
+            {
+                "commune": names.get(commune, commune),
+                "device": "",
+                "cells": cells(hours, counts),
+                "total": total,
+            }
+        )
+        for o in mine:
+            device = f"{hamlets.get(o.device, o.hamlet)} ({o.device})"
+            total = t.number(sum(o.hours.values()))
+            rows.append({"commune": "", "device": device, "cells": cells(o.hours, o.outages), "total": total})
+    return rows
+
+
+def _provenance_rows(block: dict[str, Any], t: Text) -> list[tuple[str, str]]:
+    rows = []
+    for key, value in block.items():
+        shown = t.pct(value) if key == "data_coverage_pct" else str(value)
+        rows.append((t(f"provenance.{key}"), shown))
+    return rows
+
+
+def coverage_banner(report: KpiReport, defs: Definitions, t: Text) -> str:
+    """The warning the report opens with when data coverage is below the threshold ("" if none)."""
+    pct = data_coverage_pct(report)
+    if pct is None or pct <= 0:
+        return t("coverage.none")
+    if pct < defs.coverage_warn_pct:
+        return t("coverage.banner", pct=t.pct(pct), warn=t.pct(defs.coverage_warn_pct))
+    return ""
+
+
+def render_html(
+    report: KpiReport, registry: Registry, defs: Definitions, lang: str = "vi", *, source: str = ""
+) -> str:
+    """The report page as HTML text (``source``: where the readings were read, for provenance)."""
     import jinja2
 
     env = jinja2.Environment(
@@ -186,4 +279,4 @@ def render_html(report: KpiReport, registry: Registry, defs: Definitions, lang: 
         autoescape=jinja2.select_autoescape(["html"]),
         undefined=jinja2.StrictUndefined,
     )
-    return env.get_template("report.html").render(**report_context(report, registry, defs, lang))
+    return env.get_template("report.html").render(**report_context(report, registry, defs, lang, source))

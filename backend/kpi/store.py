@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from backend.influx import FieldValue, InfluxClient, line
 from backend.kpi.model import MET, KpiReport
 
-__all__ = ["DISTRICT", "MEASUREMENT", "report_lines", "store_report"]
+__all__ = ["DEVICE_HEALTH", "DISTRICT", "MEASUREMENT", "report_lines", "store_report"]
 
 MEASUREMENT = "kpi"
+# Crash-free hours per device and report period, read by the device dashboard.
+DEVICE_HEALTH = "device_health"
 DISTRICT = "_district"
 
 
@@ -51,6 +53,16 @@ def report_lines(report: KpiReport) -> Iterator[str]:
             }
             tags = {"indicator": ind.id, "commune": unit.commune, "device": unit.device or None}
             yield line(MEASUREMENT, tags, unit_fields, ts)
+    for health in report.crash_free:
+        health_fields: dict[str, FieldValue | None] = {
+            "operating_h": health.operating_h,
+            "crash_free_h": health.crash_free_h,
+            "crashes": health.crashes,
+            "crash_free_pct": health.crash_free_pct,
+            **common,
+        }
+        where = {"device": health.device, "commune": health.commune, "hamlet": health.hamlet or None}
+        yield line(DEVICE_HEALTH, where, health_fields, ts)
 
 
 async def store_report(influx: InfluxClient, report: KpiReport) -> int:

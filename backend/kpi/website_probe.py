@@ -45,8 +45,8 @@ class ProbeOutcome:
 async def _tls_days_left(url: str, context: ssl.SSLContext, timeout_s: float) -> float:
     parts = urlsplit(url)
     host = parts.hostname or ""
-    reader_writer = asyncio.open_connection(host, parts.port or 443, ssl=context, server_hostname=host)
-    _, writer = await asyncio.wait_for(reader_writer, timeout_s)
+    async with asyncio.timeout(timeout_s):
+        _, writer = await asyncio.open_connection(host, parts.port or 443, ssl=context, server_hostname=host)
     try:
         cert = writer.get_extra_info("peercert") or {}
     finally:
@@ -153,5 +153,6 @@ async def run_website_probes(
             failed_rounds += 1
             log.warning("website checks not stored (%d rounds so far): %s", failed_rounds, exc)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop_event.wait(), interval_s)
+            async with asyncio.timeout(interval_s):
+                await stop_event.wait()
     return failed_rounds

@@ -21,6 +21,12 @@ MAX_QUEUED_MESSAGES = 100_000
 # of the ingest (``mqtt.protocol = 4``, the default) is ``mqtt.receive_maximum`` (1,000), as
 # it is with MQTT 5, where the client asks for it.
 MAX_INFLIGHT_MESSAGES = 1000
+# The largest message of the wire protocol is a batch (protocols.payloads.MAX_BATCH_BYTES):
+# anything larger is no tincoso message, and the broker drops it instead of storing 10 MB.
+MESSAGE_SIZE_LIMIT = 262_144
+# Seconds between saves of the broker's store. Mosquitto saves the whole store each time; a
+# crash loses what arrived since the last save, which the agents resend (no receipt came).
+AUTOSAVE_INTERVAL_S = 10
 
 
 class LocalMosquitto(LocalService):
@@ -67,7 +73,7 @@ class LocalMosquitto(LocalService):
         binary: str | os.PathLike[str] | None = None,
         start_timeout: float = 20.0,
         stop_timeout: float = 10.0,
-        autosave_interval: int = 1800,
+        autosave_interval: int = AUTOSAVE_INTERVAL_S,
         allow_anonymous: bool = True,
         password_file: Path | None = None,
         acl_file: Path | None = None,
@@ -156,6 +162,7 @@ class LocalMosquitto(LocalService):
             f"autosave_interval {self.autosave_interval}",
             f"max_queued_messages {MAX_QUEUED_MESSAGES}",
             f"max_inflight_messages {MAX_INFLIGHT_MESSAGES}",
+            f"message_size_limit {MESSAGE_SIZE_LIMIT}",
             f"log_dest file {self.log_file}",
             "log_type error",
             "log_type warning",

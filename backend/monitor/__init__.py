@@ -19,5 +19,20 @@ Entry point: `backend.monitor.service.run_monitor`. Settings (``backend.toml``):
     telegram_token = "..."
     remind_s = 3600
 
-Rules and their defaults: `backend.monitor.rules.FAULTS`.
+Rules and their defaults: `backend.monitor.rules.FAULTS`. The shipped defaults damp
+flapping links (``[rules.offline] grace_heartbeats = 5``, one ``link_flapping`` notice for
+repeated short drops), hold device state while the monitor has lost the broker
+(`backend.monitor.infrastructure`, ``[monitor] hold_on_broker_loss``), and name each
+offline episode's likely cause (`backend.monitor.causes`, `backend.monitor.outages`), and
+tell a commune (or district) going dark together as one area notice (`backend.monitor.areas`,
+``[monitor] area_grouping``, ``area_window_heartbeats``, ``area_fraction``, ``area_min_devices``).
+
+Live readings only: the monitor judges faults on what arrives live. Readings a device
+replays after an outage (``batch`` items) prove it was alive and fill sequence gaps, but
+their heartbeat, audio and display readings never become its latest readings, so they do
+not judge a bulletin hours after it ended; for that time the monitor's answer is the
+``offline`` alert. The KPI report and every
+dashboard panel (raw and each rollup level, recomputed by the ingest's late-data task)
+do use the replayed readings, so after the replay they agree on what the bulletins did
+(``tests/test_one_truth_agents.py``).
 """

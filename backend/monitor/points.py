@@ -50,17 +50,20 @@ class PointWriter:
         tags: Mapping[str, str | None],
         fields: Mapping[str, FieldValue | None],
         ts: float,
+        *,
+        exact: bool = False,
     ) -> None:
         """Queue one point (``ts`` in epoch seconds).
 
         InfluxDB keeps one point per series and timestamp, so a point landing on (or just
         before) the series' previous millisecond is moved 1 ms after it: two deliveries
-        or state changes in the same millisecond both stay.
+        or state changes in the same millisecond both stay. ``exact`` keeps ``ts``: the point
+        completes the one already there (its fields are merged into it).
         """
         key = (measurement, tuple(sorted(tags.items())))
         ts_ms = int(ts * 1000)
         last = self._last_ms.get(key)
-        if last is not None and last - 1000 < ts_ms <= last:
+        if not exact and last is not None and last - 1000 < ts_ms <= last:
             ts_ms = last + 1
         try:
             text = line(measurement, tags, fields, ts_ms)
@@ -102,5 +105,6 @@ class PointWriter:
         while not stop.is_set():
             await self.flush()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval_s)
+                async with asyncio.timeout(self.interval_s):
+                    await stop.wait()
         await self.flush()

@@ -20,21 +20,28 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from backend.alerts.acks import ACKS_DIR, AckInbox
 from backend.alerts.channels import Channel
+from backend.alerts.channels.sms import SmsChannel, SmsGateway
 from backend.alerts.channels.smtp import SmtpChannel
 from backend.alerts.channels.telegram import TelegramChannel
 from backend.alerts.channels.webhook import WebhookChannel
 from backend.alerts.dispatcher import Dispatcher
 from backend.alerts.manager import AlertManager
 from backend.alerts.model import AlertStore
+from backend.alerts.telegram_replies import TelegramReplies
 from backend.config import BackendConfig, MqttSettings
+from backend.health.weekly import WeeklyDigest
 from backend.influx import InfluxClient
 from backend.kpi.website_probe import run_website_probes
 from backend.maintenance import FILE_NAME as MAINTENANCE_FILE
 from backend.maintenance import MaintenanceStore
+from backend.monitor.areas import AreaOutages, AreaSettings
 from backend.monitor.clock import Clock, SystemClock
 from backend.monitor.config import AlertSettings, MonitorConfig
 from backend.monitor.gaps import GapDetector
+from backend.monitor.infrastructure import RUN_FILE, SERVER_REASON, RunRecord, ServerWatch, health_notice
+from backend.monitor.outages import EPISODES_FILE, OutageCauses
 from backend.monitor.points import PointWriter
 from backend.monitor.rules import RuleEngine
 from backend.monitor.state import FleetState, StateChange
@@ -66,7 +73,28 @@ def build_channels(settings: AlertSettings) -> dict[str, Channel]:
         channels["telegram"] = TelegramChannel(
             settings.telegram_token, base_url=settings.telegram_base_url, timeout=settings.webhook_timeout_s
         )
+    if settings.sms_url:
+        channels["sms"] = SmsChannel(sms_gateway(settings), timeout=settings.webhook_timeout_s)
     return channels
+
+
+def sms_gateway(settings: AlertSettings) -> SmsGateway:
+    """The SMS gateway the ``[alerts] sms_*`` settings describe (``sms_url`` must be set)."""
+    return SmsGateway(
+        url=str(settings.sms_url),
+        body=settings.sms_body,
+        phone_field=settings.sms_phone_field,
+        text_field=settings.sms_text_field,
+        phone_style=settings.sms_phone_style,
+        phone_as_list=settings.sms_phone_as_list,
+        params=dict(settings.sms_params),
+        username=settings.sms_username,
+        password=settings.sms_password,
+        token=settings.sms_token,
+        ok_field=settings.sms_ok_field,
+        ok_value=settings.sms_ok_value,
+        unaccented=settings.sms_unaccented,
+    )
 
 
 class Monitor:
@@ -125,7 +153,35 @@ class Monitor:
             maintenance=MaintenanceStore(state_dir / MAINTENANCE_FILE),
             remind_s=alerts.remind_s or None,
             points=self.points.add,
+            grafana_url=alerts.grafana_url,
+            acks=AckInbox(state_dir / ACKS_DIR),
         )
+        self.server = ServerWatch(
+            self.fleet,
+            self._offline_grace_s,
+            self._server_notice,
+            open_after_s=settings.server_notice_after_s,
+            enabled=settings.hold_on_broker_loss,
+        )
+        self.run_record = RunRecord(state_dir / RUN_FILE)
+        self.causes = OutageCauses(registry, self.dispatcher, self.points, state_dir / EPISODES_FILE)
+        self.causes.load({alert.device for alert in self.store.open.values() if alert.fault == "offline"})
+        grouping = AreaSettings(
+            settings.area_grouping,
+            settings.area_window_heartbeats,
+            settings.area_fraction,
+            settings.area_min_devices,
+        )
+        self.areas = AreaOutages(
+            registry,
+            self.fleet,
+            self.alerts,
+            self.dispatcher,
+            self.points.add,
+            grouping,
+            self._offline_grace_s,
+        )
+        self.causes.quiet = self.areas.quiet
 
     def handle(self, topic: str, payload: bytes, *, retained: bool = False) -> None:
         """Take one MQTT message through state, gaps and rules; bad input is counted, not raised."""
@@ -153,6 +209,10 @@ class Monitor:
     def tick(self) -> None:
         """Run the timers: heartbeat timeouts, gap expiry, ``for`` delays, reminders."""
         now = self.clock.now()
+        self.server.tick(now)
+        if self.server.holding():  # silence without a broker proves nothing: state frozen
+            self.alerts.tick()
+            return
         for change in self.fleet.check_timeouts():
             self._state_point(change)
         for gap in self.gaps.expire(now):
@@ -166,6 +226,7 @@ class Monitor:
             self.points.add("data_gap", self.registry.tags(gap.device), fields, gap.opened_at)
         for device in list(self.fleet.devices):
             self._evaluate(device)
+        self.areas.tick(now)
         self.alerts.tick()
 
     def stats_point(self) -> None:
@@ -184,11 +245,42 @@ class Monitor:
     def _take(self, msg: dict[str, Any], *, live: bool, retained: bool) -> None:
         if "seq" in msg and not retained:
             self.gaps.observe(msg["device"], msg["boot_id"], msg["seq"], self.clock.now())
+        if live and not retained:
+            self.causes.heard(self.fleet.get(msg["device"]), msg, self.clock.now())
         for change in self.fleet.apply(msg, live=live, retained=retained):
+            if not change.online and self.server.settling(change.device, self.clock.now()):
+                self.fleet.get(change.device).offline_reason = SERVER_REASON
             self._state_point(change)
 
+    def _offline_grace_s(self, device: str) -> float:
+        """How long ``device``'s agent has to come back before silence means offline."""
+        state = self.fleet.get(device)
+        registered = self.registry.device(device)
+        kind = registered.kind if registered else state.device_kind
+        grace = self.config.rules.settings("offline", kind).grace_heartbeats
+        beats = max(grace, self.fleet.missed_heartbeats)
+        return beats * (state.heartbeat_s or self.fleet.default_heartbeat_s)
+
+    def _server_notice(self, what: str, start: float, end: float, clean: bool) -> None:
+        """One backend-health notice to the district contacts, and a ``server_health`` point."""
+        now = self.clock.now()
+        contacts = self.registry.district_contacts
+        log.warning("server health: %s from %.0f to %.0f", what, start, end)
+        for language in sorted({c.language for c in contacts}):
+            notice = health_notice(what, self.registry, start, end, now, clean=clean, language=language)
+            self.dispatcher.submit(notice, [c for c in contacts if c.language == language])
+        if not contacts:
+            log.warning("no district_contacts in the registry: server health notice %s not sent", what)
+        fields: dict[str, str | float | bool] = {"duration_s": round(end - start, 3), "clean": clean}
+        self.points.add("server_health", {"event": what}, fields, now)
+
     def _evaluate(self, device: str) -> None:
-        for transition in self.rules.evaluate(self.fleet.get(device)):
+        state = self.fleet.get(device)
+        for transition in self.rules.evaluate(state):
+            self.causes.transition(state, transition, self.clock.now())
+            episode = self.causes.episodes.get(device)
+            if self.areas.take(transition, episode.cause if episode else None, self.clock.now()):
+                continue  # an offline alert waiting for its neighbours, or told in an area notice
             self.alerts.handle(transition)
 
     def _state_point(self, change: StateChange) -> None:
@@ -214,6 +306,11 @@ class Monitor:
         then the last points are flushed and open alerts saved.
         """
         self.dispatcher.start()
+        self.server.connecting()
+        previous = self.run_record.previous() if self.config.monitor.hold_on_broker_loss else None
+        self.run_record.write(self.clock.now())
+        if previous is not None:
+            self._server_notice("restarted", previous[0], self.clock.now(), previous[1])
         points_stop = asyncio.Event()
         points = asyncio.create_task(self.points.run(points_stop), name="monitor-points")
         workers: list[asyncio.Task[Any]] = [
@@ -221,9 +318,30 @@ class Monitor:
             asyncio.create_task(self._subscribe_forever(), name="monitor-mqtt"),
             asyncio.create_task(self._device_info_forever(), name="monitor-device-info"),
         ]
+        if self.influx is not None and self.config.monitor.digest_weekday >= 0:
+            digest = WeeklyDigest(
+                self.registry,
+                self.influx,
+                self.dispatcher,
+                self.config.monitor.state_dir,
+                weekday=self.config.monitor.digest_weekday,
+                at=self.config.monitor.digest_at,
+                now=self.clock.now,
+            )
+            workers.append(asyncio.create_task(digest.run(), name="monitor-weekly-digest"))
         if self.influx is not None and self.config.monitor.website_check_s > 0:
             probes = run_website_probes(self.registry, self.influx, self.config.monitor.website_check_s, stop)
             workers.append(asyncio.create_task(probes, name="monitor-websites"))
+        alerts = self.config.alerts
+        if alerts.telegram_token and alerts.telegram_replies:
+            replies = TelegramReplies(
+                alerts.telegram_token,
+                self.alerts,
+                self.registry,
+                base_url=alerts.telegram_base_url,
+                poll_s=alerts.telegram_poll_s,
+            )
+            workers.append(asyncio.create_task(replies.run(), name="monitor-telegram-replies"))
         try:
             await stop.wait()
         finally:
@@ -234,20 +352,24 @@ class Monitor:
                 async with asyncio.timeout(shutdown_grace_s):
                     await self.dispatcher.wait_in_flight()
             await self.dispatcher.aclose()
+            self.run_record.write(self.clock.now(), stopped=True)
             self.store.save()
             points_stop.set()
             await points
 
     def device_info_points(self) -> int:
-        """Queue a ``device_info`` point (registry coordinates) per device that has them."""
+        """Queue a ``device_info`` point per registered device (``registered``, and coordinates if known).
+
+        Dashboards count registered devices from these points, so every device gets one,
+        not only those with coordinates.
+        """
         now = self.clock.now()
         written = 0
         for device in self.registry.devices.values():
-            if device.lat is None or device.lon is None:
-                continue
-            self.points.add(
-                "device_info", self.registry.tags(device.id), {"lat": device.lat, "lon": device.lon}, now
-            )
+            fields: dict[str, Any] = {"registered": True}
+            if device.lat is not None and device.lon is not None:
+                fields.update(lat=device.lat, lon=device.lon)
+            self.points.add("device_info", self.registry.tags(device.id), fields, now)
             written += 1
         return written
 
@@ -262,6 +384,7 @@ class Monitor:
             await asyncio.sleep(self.config.monitor.tick_s)
             try:
                 self.tick()
+                self.run_record.write(self.clock.now())
                 if self.clock.now() - last_stats >= self.config.monitor.stats_interval_s:
                     last_stats = self.clock.now()
                     self.stats_point()
@@ -276,12 +399,14 @@ class Monitor:
                 async with _client(settings, self.config.monitor.client_id) as client:
                     await client.subscribe([(f, 1) for f in topics.subscription_filters(settings.topic_root)])
                     log.info("monitor subscribed to %s as %s", settings.url, self.config.monitor.client_id)
+                    self.server.regained(self.clock.now())
                     delay = 0.5
                     async for message in client.messages:
                         payload = message.payload
                         data = payload if isinstance(payload, bytes | bytearray) else str(payload).encode()
                         self.handle(message.topic.value, bytes(data), retained=bool(message.retain))
             except aiomqtt.MqttError as exc:
+                self.server.lost(self.clock.now())
                 log.warning("monitor lost the broker at %s: %s; retrying in %.1f s", settings.url, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, settings.reconnect_max_s)

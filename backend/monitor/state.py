@@ -18,6 +18,9 @@ from backend.monitor.clock import Clock
 __all__ = ["DeviceState", "FleetState", "StateChange"]
 
 Message = dict[str, Any]
+# Offline reasons that, ended by the same boot, are a dropped link (not "clean", nor
+# "server": the broker's own outage, see backend.monitor.infrastructure).
+LINK_DROP_REASONS = ("lwt", "timeout")
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,15 @@ class DeviceState:
     boots: deque[float] = field(default_factory=lambda: deque(maxlen=64))
     gaps: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=1024))
     stale_deaths: int = 0
+    # When each short link drop ended (same boot before and after: not a reboot, not the
+    # server's own outage): the input of the link_flapping rule.
+    link_drops: deque[float] = field(default_factory=lambda: deque(maxlen=256))
+    # Since when the monitor trusts silence about this device: the moment it last got the
+    # broker back (None: always). Offline damping counts its grace from here at the earliest.
+    trusted_since: float | None = None
+    # Signs of a coming outage and when each was first seen (mains_lost, voltage_lost,
+    # signal_weak, disk_ro) or last seen (cellular): the input of backend.monitor.causes.
+    signs: dict[str, float] = field(default_factory=dict)
 
     def record_gap(self, at: float, missing: int) -> None:
         """Remember ``missing`` lost messages found at ``at`` (input of the data-loss rule)."""
@@ -131,7 +143,8 @@ class FleetState:
 
     def _birth(self, state: DeviceState, msg: Message, retained: bool) -> list[StateChange]:
         now = self.clock.now()
-        if state.boot_id is not None and msg["boot_id"] != state.boot_id and not retained:
+        rebooted = state.boot_id is not None and msg["boot_id"] != state.boot_id
+        if rebooted and not retained:
             state.boots.append(now)
         state.bdseq = msg["bdseq"]
         state.boot_id = msg["boot_id"]
@@ -140,7 +153,7 @@ class FleetState:
         state.last_seen = now
         if state.online:
             return []  # a quick reconnect: the old session's Last Will will be stale
-        return [self._go_online(state, "birth", now)]
+        return [self._go_online(state, "birth", now, rebooted=rebooted)]
 
     def _death(self, state: DeviceState, msg: Message) -> list[StateChange]:
         if state.bdseq is not None and msg["bdseq"] < state.bdseq:
@@ -170,7 +183,11 @@ class FleetState:
             return [self._go_online(state, "resumed", now)]
         return []
 
-    def _go_online(self, state: DeviceState, reason: str, at: float) -> StateChange:
+    def _go_online(
+        self, state: DeviceState, reason: str, at: float, *, rebooted: bool = False
+    ) -> StateChange:
+        if state.online is False and not rebooted and state.offline_reason in LINK_DROP_REASONS:
+            state.link_drops.append(at)
         down_since = state.down_since if state.online is False else None
         state.online, state.offline_reason, state.down_since = True, None, None
         return StateChange(state.device, True, at, reason, state.bdseq, down_since)

@@ -1,8 +1,10 @@
 """Mosquitto ACL rules that confine each device to its own topic subtree.
 
 A device may publish its state, telemetry, events, batches and command results, and read
-only its own commands. The backend identity reads every device topic and publishes
-commands. Explicit ``user`` blocks (not ``%u`` patterns) keep the file reviewable and make
+only its own commands and delivery receipts. The backend identity reads every device topic
+and publishes commands and receipts. The ACL file checks reads and writes only; which
+filters a device may SUBSCRIBE to is enforced by the subscribe guard
+(``subscribe_guard.py``). Explicit ``user`` blocks (not ``%u`` patterns) keep the file reviewable and make
 a revocation visible as a removed block.
 """
 
@@ -20,7 +22,8 @@ def device_rules(device_id: str, root: str = topics.ROOT) -> list[str]:
     base = f"{root}/{topics.check_device_id(device_id)}"
     writes = [f"{base}/{channel}" for channel in topics.DEVICE_CHANNELS if channel != "telemetry"]
     writes.append(f"{base}/telemetry/+")
-    return [f"topic write {topic}" for topic in writes] + [f"topic read {base}/cmd"]
+    reads = [f"{base}/{channel}" for channel in topics.DEVICE_READ_CHANNELS]
+    return [f"topic write {topic}" for topic in writes] + [f"topic read {topic}" for topic in reads]
 
 
 def render_acl(device_ids: Iterable[str], backend_users: Iterable[str], root: str = topics.ROOT) -> str:
@@ -31,6 +34,7 @@ def render_acl(device_ids: Iterable[str], backend_users: Iterable[str], root: st
             f"user {user}",
             f"topic read {root}/#",
             f"topic write {root}/+/cmd",
+            f"topic write {root}/+/receipt",
             "",
         ]
     for device_id in sorted(device_ids):

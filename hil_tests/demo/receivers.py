@@ -127,3 +127,149 @@ class HttpReceiver:
         if self._thread.is_alive():
             self._server.shutdown()
         self._server.server_close()
+
+
+class _JsonServer:
+    """A threaded HTTP server on 127.0.0.1 whose subclasses answer POSTs by path."""
+
+    def __init__(self, name: str) -> None:
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                status, answer = server.answer(self.path, self.headers.get("Content-Type") or "", raw, self)
+                body = json.dumps(answer, ensure_ascii=False).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # a long poll the client gave up on (shutdown)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
+
+    def answer(
+        self, path: str, content_type: str, raw: bytes, request: BaseHTTPRequestHandler
+    ) -> tuple[int, Any]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Serve in a daemon thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        if self._thread.is_alive():
+            self._server.shutdown()
+        self._server.server_close()
+
+
+class SmsGatewayReceiver(_JsonServer):
+    """A brandname-SMS gateway: ``POST /sms`` (JSON or form), answered the eSMS way.
+
+    Success is ``{"CodeResult": "100", "SMSID": ...}``; ``refuse = n`` makes the next n
+    requests answer ``{"CodeResult": "99"}`` (HTTP 200, as the real gateways do).
+    """
+
+    def __init__(self) -> None:
+        super().__init__("demo-sms")
+        self.messages: list[dict[str, Any]] = []
+        self.auth: list[str | None] = []
+        self.refuse = 0
+
+    def answer(
+        self, path: str, content_type: str, raw: bytes, request: BaseHTTPRequestHandler
+    ) -> tuple[int, Any]:
+        from urllib.parse import parse_qsl
+
+        if content_type.startswith("application/json"):
+            body = json.loads(raw or b"{}")
+        else:
+            body = dict(parse_qsl(raw.decode()))
+        with self.lock:
+            if self.refuse > 0:
+                self.refuse -= 1
+                return 200, {"CodeResult": "99", "ErrorMessage": "Phone not valid"}
+            self.messages.append(body)
+            self.auth.append(request.headers.get("Authorization"))
+            return 200, {"CodeResult": "100", "SMSID": f"sms-{len(self.messages)}"}
+
+    def received(self) -> list[dict[str, Any]]:
+        """Every accepted SMS request body, oldest first."""
+        with self.lock:
+            return list(self.messages)
+
+
+class TelegramBotApi(_JsonServer):
+    """The Bot API's ``sendMessage`` and ``getUpdates``, for one bot token.
+
+    Sent messages get ids and are kept; `reply` queues an update as if a technician replied
+    to one of them in the app, which the next ``getUpdates`` returns (from its ``offset``).
+    """
+
+    def __init__(self, token: str) -> None:
+        super().__init__("demo-telegram")
+        self.token = token
+        self.sent: list[dict[str, Any]] = []
+        self.updates: list[dict[str, Any]] = []
+        self.polls = 0
+        self._ready = threading.Condition(self.lock)
+
+    def answer(
+        self, path: str, content_type: str, raw: bytes, request: BaseHTTPRequestHandler
+    ) -> tuple[int, Any]:
+        body = json.loads(raw or b"{}")
+        if path == f"/bot{self.token}/sendMessage":
+            with self.lock:
+                message = {
+                    "message_id": 1000 + len(self.sent),
+                    "chat": {"id": int(body["chat_id"]), "type": "private"},
+                    "date": int(time.time()),
+                    "text": body["text"],
+                }
+                self.sent.append({**body, "message_id": message["message_id"]})
+            return 200, {"ok": True, "result": message}
+        if path == f"/bot{self.token}/getUpdates":
+            offset = int(body.get("offset") or 0)
+            wait_s = min(float(body.get("timeout") or 0), 1.0)
+            with self._ready:
+                self.polls += 1
+                self._ready.wait_for(lambda: any(u["update_id"] >= offset for u in self.updates), wait_s)
+                result = [u for u in self.updates if u["update_id"] >= offset]
+            return 200, {"ok": True, "result": result}
+        return 404, {"ok": False, "error_code": 404, "description": "Not Found"}
+
+    def reply(self, chat_id: int, text: str, to: dict[str, Any] | None = None) -> None:
+        """Queue a technician's message (a reply to the sent message ``to``, if given)."""
+        with self._ready:
+            message: dict[str, Any] = {
+                "message_id": 5000 + len(self.updates),
+                "from": {"id": chat_id, "is_bot": False, "first_name": "KTV"},
+                "chat": {"id": chat_id, "type": "private"},
+                "date": int(time.time()),
+                "text": text,
+            }
+            if to is not None:
+                message["reply_to_message"] = {
+                    "message_id": to["message_id"],
+                    "chat": {"id": chat_id, "type": "private"},
+                    "text": to["text"],
+                }
+            self.updates.append({"update_id": 700 + len(self.updates), "message": message})
+            self._ready.notify_all()
+
+    def messages_to(self, chat_id: str | int) -> list[dict[str, Any]]:
+        """Messages the bot sent to one chat, oldest first."""
+        with self.lock:
+            return [m for m in self.sent if str(m["chat_id"]) == str(chat_id)]

@@ -16,7 +16,6 @@ import shutil
 import signal
 import tomllib
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -204,12 +203,10 @@ class Stack:
         return the agents that had to be killed because they did not exit in time."""
         if self.rig is None:
             return []
-        running = [device for device in self.rig if device.agent.running]
-        with ThreadPoolExecutor(max_workers=max(len(running), 1)) as pool:
-            codes = list(pool.map(lambda device: device.agent.stop(timeout=AGENT_STOP_TIMEOUT_S), running))
+        codes = self.rig.stop_agents(AGENT_STOP_TIMEOUT_S)
         # A stuck agent gets SIGABRT (its threads' stacks go to agent.log), then SIGKILL.
         killed = (-signal.SIGABRT, -signal.SIGKILL)
-        return [device.id for device, code in zip(running, codes, strict=True) if code in killed]
+        return [device for device, code in codes.items() if code in killed]
 
     def stop(self, *, keep_services: bool = False, report: Callable[[str], None] | None = None) -> None:
         """Stop everything still running, in reverse order; report (not raise) failures."""

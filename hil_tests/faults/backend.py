@@ -71,6 +71,7 @@ def write_registry(
     schedule: Sequence[tuple[str, str, str]] = DEFAULT_SCHEDULE,
     board_hours: Sequence[tuple[str, str]] = (("00:00", "23:59"),),
     technicians: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    district_contacts: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
     """Write ``registry.yaml`` for ``devices``; every commune they name is listed once.
 
@@ -81,6 +82,7 @@ def write_registry(
         schedule: ``(name, "HH:MM", "HH:MM")`` bulletins of every commune (local time).
         board_hours: ``("HH:MM", "HH:MM")`` windows boards must be on.
         technicians: commune id -> technician entries (default: one e-mail contact each).
+        district_contacts: entries told about the district as a whole (server health).
     """
     fleet = list(devices)
     communes = []
@@ -102,8 +104,9 @@ def write_registry(
                 "technicians": [dict(t) for t in people],
             }
         )
-    document = {
+    document: dict[str, Any] = {
         "district": district,
+        **({"district_contacts": [dict(c) for c in district_contacts]} if district_contacts else {}),
         "communes": communes,
         "devices": [{"id": d.id, "kind": d.kind, "commune": d.commune, "hamlet": d.hamlet} for d in fleet],
     }

@@ -77,3 +77,18 @@ def free_space(directory: str | os.PathLike[str]) -> None:
     """Remove what :func:`fill` wrote (the technician cleaned the card)."""
     with contextlib.suppress(FileNotFoundError):
         (Path(directory) / "filler").unlink()
+
+
+def remount(directory: str | os.PathLike[str], *, read_only: bool) -> None:
+    """Remount the tmpfs on ``directory`` read-only (an SD card the kernel gave up on after
+    I/O errors) or read-write again (the card after fsck at the next boot).
+
+    Raises:
+        DiskFaultUnavailable: the kernel refused (not root, or not a mount point).
+    """
+    mode = "ro" if read_only else "rw"
+    done = _run(["mount", "-o", f"remount,{mode}", str(directory)])
+    if done.returncode != 0:
+        raise DiskFaultUnavailable(
+            f"remount,{mode} of {directory} failed: {done.stderr.strip() or done.returncode}"
+        )

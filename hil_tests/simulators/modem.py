@@ -1,6 +1,7 @@
 """4G modem simulator speaking AT commands (protocols/at_modem.py).
 
-Answers ``AT``, ``ATE0``/``ATE1``, ``ATI``, ``AT+CSQ``, ``AT+COPS?`` and ``AT+CREG?``;
+Answers ``AT``, ``ATE0``/``ATE1``, ``ATI``, ``AT+CSQ``, ``AT+COPS?``, ``AT+CREG?``,
+``AT+CGSN`` (IMEI, bare digits as Quectel and SIMCom send it) and ``AT+CCID`` (ICCID);
 anything else gets ``ERROR``. Echo is on at power-up, as on real modules (Quectel EC25,
 SIMCom A7670), so the agent must cope with it.
 
@@ -34,8 +35,19 @@ class ModemSimulator(SimulatedDevice):
 
     kind = "modem"
 
-    def __init__(self, *, rssi: int = 20, operator: str = "Viettel", act: int = 7, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        rssi: int = 20,
+        operator: str = "Viettel",
+        act: int = 7,
+        imei: str = "867698041234561",
+        iccid: str = "89840480000123456789",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self.imei = imei
+        self.iccid = iccid
         self.operator = operator
         self.act = act
         self.echo = True
@@ -121,6 +133,10 @@ class ModemSimulator(SimulatedDevice):
             return [], {"echo": self.echo}
         if command == "ATI":
             return ["Quectel", "EC25", "Revision: EC25EFAR06A06M4G"], {}
+        if command == "AT+CGSN":
+            return [self.imei], {"imei": self.imei}
+        if command == "AT+CCID":
+            return [f"+CCID: {self.iccid}"], {"iccid": self.iccid}
         rssi = self.rssi()
         if command == "AT+CSQ":
             return [f"+CSQ: {rssi},99"], {"rssi": rssi}

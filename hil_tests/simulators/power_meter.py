@@ -12,7 +12,9 @@ The electrical model follows the amplifier:
 * ``"playing"``: ``idle_w + full_scale_w * 10 ** (audio_dbfs / 20)``: draw follows the
   audio level, so a bulletin at -20 dBFS RMS draws idle + 10 % of full scale.
 
-``set_load(watts)`` overrides the model with a fixed draw. Voltage is ``nominal_v`` plus
+``set_load(watts)`` overrides the model with a fixed draw. ``mains_lost()`` cuts the grid:
+every quantity reads 0 (0 V, 0 Hz) until ``mains_back()``; the meter keeps answering, as
+a meter on the controller's UPS-backed 5 V would. Voltage is ``nominal_v`` plus
 Gaussian noise (``noise=False`` for exact values), energy integrates power over the
 simulator clock.
 
@@ -71,6 +73,7 @@ class PowerMeterSimulator(SimulatedDevice):
         self.exception_code: int | None = None
         self.alarm = False
         self.energy_wh = 0.0
+        self.mains = True
         self.discarded_bytes = 0
         self._last_t = self.clock()
 
@@ -95,8 +98,22 @@ class PowerMeterSimulator(SimulatedDevice):
             self._accumulate()
             self.load_override_w = watts
 
+    def mains_lost(self) -> None:
+        """The grid goes: 0 V, no draw."""
+        with self.lock:
+            self._accumulate()
+            self.mains = False
+
+    def mains_back(self) -> None:
+        """The grid is back at ``nominal_v``."""
+        with self.lock:
+            self._accumulate()
+            self.mains = True
+
     def true_power_w(self) -> float:
         """Noise-free power the model draws right now."""
+        if not self.mains:
+            return 0.0
         if self.load_override_w is not None:
             return self.load_override_w
         if self.amplifier == "off":
@@ -119,7 +136,7 @@ class PowerMeterSimulator(SimulatedDevice):
         with self.lock:
             self._accumulate()
             power = max(0.0, self.true_power_w() * (1 + self._jitter(0.01)))
-            voltage = self.nominal_v + self._jitter(0.5)
+            voltage = self.nominal_v + self._jitter(0.5) if self.mains else 0.0
             pf = self.power_factor_on if power > 0 else 0.0
             current = power / (voltage * pf) if power > 0 else 0.0
             return {
@@ -127,7 +144,7 @@ class PowerMeterSimulator(SimulatedDevice):
                 "current_a": round(current, 3),
                 "power_w": round(power, 1),
                 "energy_wh": int(self.energy_wh),
-                "frequency_hz": round(50.0 + self._jitter(0.03), 1),
+                "frequency_hz": round(50.0 + self._jitter(0.03), 1) if self.mains else 0.0,
                 "power_factor": round(pf, 2),
                 "alarm": self.alarm,
             }

@@ -6,6 +6,7 @@ from agent.core.backlog import batch_payload, overflow, plan_sends
 from agent.core.dead_air import DeadAirDetector
 from agent.core.messages import MessageBuilder, clock_ok, event_fields, heartbeat_fields
 from agent.core.policy import Jitter, ReportingPolicy, device_seed
+from agent.core.reporting import birth_fields, due_messages
 from agent.core.ring import RingBuffer
 from protocols import payloads
 
@@ -99,6 +100,39 @@ def ring_buffer_on_flash_file():
     assert again.peek(10) == [b"m4", b"m5"]
     raises(ValueError, again.append, b"x" * 100)
     again.close()
+
+
+@test
+def one_reporting_pass_decides_heartbeat_and_telemetry():
+    policy = ReportingPolicy("vn-test-loa-01", 30, 300, now_s=0.0)
+    beat = {"uptime_s": 1.0, "net_type": "wifi"}
+    meter_only = {"amp_power_w": 60.0}
+    due = due_messages(policy, {"heartbeat": beat, "audio": meter_only}, 0.0, False, 3, 1, 0)
+    assert [k for k, _ in due] == ["heartbeat"], due  # a meter alone is no audio message
+    assert due[0][1]["queue_depth"] == 3 and due[0][1]["queue_dropped"] == 1
+    audio = {"rms_dbfs": -18.0, "amp_power_w": 60.0}
+    due = due_messages(policy, {"heartbeat": beat, "audio": audio}, 1.0, False, 0, 0, 0)
+    assert [k for k, _ in due] == ["audio"], due  # first audio; heartbeat not due yet
+    assert due_messages(policy, {"heartbeat": beat, "audio": audio}, 2.0, False, 0, 0, 0) == []
+    forced = due_messages(policy, {"heartbeat": beat, "audio": audio}, 3.0, True, 0, 0, 0)
+    assert [k for k, _ in forced] == ["heartbeat", "audio"], forced
+    birth = birth_fields(4, "speaker_cluster", "0.2.0-mpy", 0.5, "x" * 80)
+    assert birth["heartbeat_s"] == 1.0 and len(birth["platform"]) == 64 and birth["bdseq"] == 4
+
+
+@test
+def mains_lost_sends_a_heartbeat_at_once_the_dying_gasp():
+    policy = ReportingPolicy("vn-test-loa-01", 30, 300, now_s=0.0)
+    on_grid = {"uptime_s": 1.0, "net_type": "4g", "mains": True}
+    assert [k for k, _ in due_messages(policy, {"heartbeat": on_grid}, 0.0, False, 0, 0, 0)] == ["heartbeat"]
+    assert due_messages(policy, {"heartbeat": on_grid}, 5.0, False, 0, 0, 0) == []
+    on_battery = {"uptime_s": 6.0, "net_type": "4g", "mains": False}
+    gasp = due_messages(policy, {"heartbeat": on_battery}, 6.0, False, 0, 0, 0)
+    assert [(k, f["mains"]) for k, f in gasp] == [("heartbeat", False)], gasp
+    # Once: the battery minutes are not spent on a heartbeat per poll.
+    assert due_messages(policy, {"heartbeat": on_battery}, 7.0, False, 0, 0, 0) == []
+    unknown = {"uptime_s": 8.0, "net_type": "4g", "mains": None}
+    assert due_messages(policy, {"heartbeat": unknown}, 8.0, False, 0, 0, 0) == []
 
 
 run()

@@ -73,4 +73,18 @@ def bad_topics():
     raises(InvalidTopic, topics.parse_topic, "other/dev/state")
 
 
+@test
+def stored_data_means_the_same_under_micropython():
+    from protocols import stored_data
+
+    assert stored_data.sounded(True, False, -49.0)
+    assert not stored_data.sounded(True, False, -50.0)  # at the threshold is silence
+    assert not stored_data.sounded(True, True, -10.0)
+    assert stored_data.silent_while_playing(True, False, -48.0, -45.0)
+    assert stored_data.sounded_where(-45.0).endswith('"rms_dbfs" > -45')
+    assert stored_data.device_tags("d", "c", "", "eboard")["hamlet"] is None
+    raises(ValueError, stored_data.check_sound_threshold, "loud")
+    assert stored_data.stored_ns(1764126000000, 1042) == 1764126000000001042
+
+
 run()

@@ -11,11 +11,26 @@ from backend.alerts.channels import DeliveryError
 from backend.alerts.messages import Notice
 from backend.registry import Technician
 
-__all__ = ["TelegramChannel"]
+__all__ = ["TelegramChannel", "chat_text"]
+
+_REPLY_HINT = {
+    "vi": "Trả lời tin này (ví dụ: OK) để nhận xử lý; sẽ không nhắc lại.",
+    "en": "Reply to this message (e.g. OK) to take it; reminders then stop.",
+}
+
+
+def chat_text(notice: Notice) -> str:
+    """The chat message: the short form, the device link, and how to acknowledge by reply."""
+    lines = [notice.short or notice.text]
+    if notice.link:
+        lines.append(notice.link)
+    if notice.event != "recovery" and notice.alert_id:
+        lines.append(_REPLY_HINT.get(notice.language, _REPLY_HINT["vi"]))
+    return "\n".join(lines)
 
 
 class TelegramChannel:
-    """Sends the notice text to the technician's chat.
+    """Sends the notice's short form, link and reply hint to the technician's chat.
 
     Args:
         token: The bot token.
@@ -38,7 +53,7 @@ class TelegramChannel:
 
     async def send(self, technician: Technician, notice: Notice) -> None:
         """Call sendMessage; the answer must be HTTP 2xx with ``"ok": true``."""
-        body = {"chat_id": technician.telegram_chat_id, "text": notice.text}
+        body = {"chat_id": technician.telegram_chat_id, "text": chat_text(notice)}
         try:
             response = await self._http.post(self._url, json=body)
             ok = response.is_success and response.json().get("ok") is True

@@ -28,6 +28,9 @@ def notice_json(notice: Notice) -> dict[str, Any]:
         "language": notice.language,
         "subject": notice.subject,
         "text": notice.text,
+        "alert_id": notice.alert_id,
+        "link": notice.link,
+        "short": notice.short,
     }
 
 
