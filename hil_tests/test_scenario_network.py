@@ -246,7 +246,9 @@ def test_flapping_link_sends_one_offline_alert_not_ten(district: District, switc
     storm = district.alerts.webhooks(loa.id, "offline", "open")
     if storm:
         summary = district.alerts.summary()
-        raise DetectionMissed(f"{len(storm)} offline notices for drops under the grace:\n{summary}")
+        raise DetectionMissed(
+            f"{len(storm)} offline notices for drops under the grace:\n{summary}\n{district.logs(loa)}"
+        )
 
     proxy.cut()
     dropped_at = time.monotonic()

@@ -123,6 +123,33 @@ def test_drop_longer_than_the_grace_alerts_from_when_the_device_was_last_heard(t
     assert monitor.store.open[(LOA, "offline")].since == heard
 
 
+def _stalled_monitor(tmp_path: Path, *, guard: bool) -> list[tuple[str, str]]:
+    """The monitor's loop is blocked (or its machine starved) for six minutes while the
+    device keeps reporting: its heartbeats wait in the socket. The first tick after the stall
+    runs before they are handled; it reports how late it is unless ``guard`` is off."""
+    clock = ManualClock(local_ts(14, 0))
+    monitor, channel = _monitor(tmp_path, clock)
+    dev = ScriptedDevice(LOA, clock, heartbeat_s=HEARTBEAT_S)
+    _send(monitor, dev.birth())
+    monitor.tick()
+    stall_s = 6 * 60.0
+    clock.advance(stall_s)
+    monitor.tick(late_s=stall_s if guard else 0.0)
+    _send(monitor, dev.heartbeat())  # the queued messages, handled after the tick
+    clock.advance(2)
+    monitor.tick()
+    assert monitor.counts["stalls"] == (1 if guard else 0)
+    return asyncio.run(_delivered(monitor, channel))
+
+
+def test_a_monitor_stall_is_not_a_device_outage(tmp_path: Path) -> None:
+    assert _stalled_monitor(tmp_path, guard=True) == []
+
+
+def test_without_the_stall_guard_the_monitor_blames_the_device_for_its_own_pause(tmp_path: Path) -> None:
+    assert _stalled_monitor(tmp_path, guard=False) == [("open", "offline"), ("recovery", "offline")]
+
+
 def test_reboot_loop_gets_its_notice_without_offline_pairs_or_flapping(tmp_path: Path) -> None:
     clock = ManualClock(local_ts(14, 0))
     monitor, channel = _monitor(tmp_path, clock)

@@ -22,7 +22,9 @@ Entry point: `backend.monitor.service.run_monitor`. Settings (``backend.toml``):
 Rules and their defaults: `backend.monitor.rules.FAULTS`. The shipped defaults damp
 flapping links (``[rules.offline] grace_heartbeats = 5``, one ``link_flapping`` notice for
 repeated short drops), hold device state while the monitor has lost the broker
-(`backend.monitor.infrastructure`, ``[monitor] hold_on_broker_loss``), and name each
+(`backend.monitor.infrastructure`, ``[monitor] hold_on_broker_loss``) or while its own loop
+was stalled for more than a second (the tick after the stall judges no silence; counted as
+``stalls`` in ``backend_stats``), and name each
 offline episode's likely cause (`backend.monitor.causes`, `backend.monitor.outages`), and
 tell a commune (or district) going dark together as one area notice (`backend.monitor.areas`,
 ``[monitor] area_grouping``, ``area_window_heartbeats``, ``area_fraction``, ``area_min_devices``).

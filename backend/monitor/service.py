@@ -55,6 +55,11 @@ log = logging.getLogger(__name__)
 
 OPEN_ALERTS_FILE = "open_alerts.json"
 
+# A tick this much later than due means the monitor itself was not listening (its loop
+# blocked, or the machine starved it): messages that arrived meanwhile still wait in the
+# socket, so silence measured now would blame devices for the monitor's own pause.
+STALL_S = 1.0
+
 
 def build_channels(settings: AlertSettings) -> dict[str, Channel]:
     """The channels the ``[alerts]`` settings turn on."""
@@ -206,8 +211,22 @@ class Monitor:
             self._take(msg, live=True, retained=retained)
         self._evaluate(self.fleet.get(device).device)
 
-    def tick(self) -> None:
-        """Run the timers: heartbeat timeouts, gap expiry, ``for`` delays, reminders."""
+    def tick(self, *, late_s: float = 0.0) -> None:
+        """Run the timers: heartbeat timeouts, gap expiry, ``for`` delays, reminders.
+
+        ``late_s``: how much later than due this tick runs. After a stall of more than
+        ``STALL_S`` only deliveries and reminders run: timeouts and rules wait for the next
+        tick, when the messages that queued during the stall have been handled.
+        """
+        if late_s > STALL_S:
+            self.counts["stalls"] += 1
+            log.warning(
+                "monitor stalled %.1f s (its loop blocked or the machine starved it): "
+                "timeouts and rules wait one tick for the messages that queued meanwhile",
+                late_s,
+            )
+            self.alerts.tick()
+            return
         now = self.clock.now()
         self.server.tick(now)
         if self.server.holding():  # silence without a broker proves nothing: state frozen
@@ -380,10 +399,12 @@ class Monitor:
 
     async def _ticker(self) -> None:
         last_stats = self.clock.now()
+        loop = asyncio.get_running_loop()
         while True:
+            due = loop.time() + self.config.monitor.tick_s
             await asyncio.sleep(self.config.monitor.tick_s)
             try:
-                self.tick()
+                self.tick(late_s=loop.time() - due)
                 self.run_record.write(self.clock.now())
                 if self.clock.now() - last_stats >= self.config.monitor.stats_interval_s:
                     last_stats = self.clock.now()
