@@ -13,13 +13,7 @@ LANGUAGES = ("vi", "en")
 
 # key -> (Vietnamese, English)
 STRINGS: dict[str, tuple[str, str]] = {
-    # three-valued results: no data is shown as such, never as 0 (issue 14)
-    "no_data": ("Không có dữ liệu", "No data"),
     # template variables
-    "var.commune": ("Xã", "Commune"),
-    "var.hamlet": ("Thôn/xóm", "Hamlet"),
-    "var.kind": ("Loại thiết bị", "Device kind"),
-    "var.device": ("Thiết bị", "Device"),
     "var.rp": ("Độ phân giải dữ liệu", "Data resolution"),
     "var.rp.help": (
         "raw: dữ liệu gốc (400 ngày); rollup_1m: tổng hợp theo phút (3 năm), chọn khi xem trên 7 ngày; "
@@ -129,11 +123,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "kind.district_led": ("Màn hình LED huyện", "District LED board"),
     # at-a-glance presentation
     "fleet.registered": ("Thiết bị đã đăng ký", "Registered devices"),
-    "col.commune": ("Xã", "Commune"),
-    "col.hamlet": ("Thôn/xóm", "Hamlet"),
-    "col.device": ("Thiết bị", "Device"),
     "col.kind": ("Loại", "Kind"),
-    "col.fault": ("Lỗi", "Fault"),
     "col.start": ("Bắt đầu", "Start"),
     "col.end": ("Kết thúc", "End"),
     "col.duration": ("Thời lượng", "Duration"),
@@ -161,14 +151,19 @@ STRINGS: dict[str, tuple[str, str]] = {
     ),
     "col.cause": ("Nguyên nhân", "Cause"),
     "col.evidence": ("Bằng chứng", "Evidence"),
-    "kpi.met": ("Đạt", "Met"),
-    "kpi.not_met": ("Không đạt", "Not met"),
-    "kpi.unknown": ("Không có dữ liệu", "No data"),
 }
 
 # Terms every room shares come from the one catalogue, so a dashboard, an alert and a report
 # name a thing the same way (dashboard key -> catalogue key).
 _SHARED = {
+    "no_data": "verdict.unknown",  # three-valued results: no data is shown as such, never as 0
+    "kpi.met": "verdict.met",
+    "kpi.not_met": "verdict.not_met",
+    "kpi.unknown": "verdict.unknown",
+    "col.commune": "commune",
+    "col.hamlet": "hamlet",
+    "col.device": "device",
+    "col.fault": "fault",
     "var.commune": "commune",
     "var.hamlet": "hamlet",
     "var.kind": "kind",
