@@ -9,6 +9,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 from dashboards import panels as p
 from dashboards.i18n import Strings
 from dashboards.influxql import DATASOURCE, InfluxQL
+from protocols.stored_data import alert_open_where
 
 UID = "tincoso-fleet"
 
@@ -22,7 +23,7 @@ IN_FAULT = f"""
 SELECT count(distinct("dev")) AS "in_fault" FROM (
   SELECT last("message") AS "message", "status", "device" AS "dev" FROM "alert"
   WHERE {p.LATEST} AND {p.TAG_FILTER} GROUP BY "device", "fault", "commune", "kind"
-) WHERE "status" = 'open' {{group}}"""
+) WHERE {alert_open_where()} {{group}}"""
 PLAYING = f"""
 SELECT count("playing") AS "playing" FROM (
   SELECT last("playing") AS "playing" FROM "audio" WHERE time > now() - 5m AND {p.TAG_FILTER}
@@ -103,12 +104,12 @@ def device_map(t: Strings) -> geomap.Panel:
 
 
 def open_alerts(t: Strings) -> table.Panel:
-    """Every (device, fault) whose latest alert point is open."""
+    """Every (device, fault) whose latest alert point leaves it open (``open`` or ``unconfirmed``)."""
     query = InfluxQL(
         f"""SELECT "commune", "hamlet", "device", "fault", "message", "since_ms" FROM (
           SELECT last("message") AS "message", "since_ms", "status" FROM "alert"
           WHERE {p.LATEST} AND {p.TAG_FILTER} GROUP BY "device", "commune", "hamlet", "fault"
-        ) WHERE "status" = 'open'"""
+        ) WHERE {alert_open_where()}"""
     )
     columns = {
         "commune": t("col.commune"),

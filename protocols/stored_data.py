@@ -35,6 +35,22 @@ TELEMETRY_MEASUREMENTS = (HEARTBEAT, AUDIO, DISPLAY)
 # Every telemetry point is tagged with these, in this order (``device_tags``).
 DEVICE_TAGS = ("device", "commune", "hamlet", "kind")
 
+# -- Alerts: the monitor's ``alert`` points, tagged with a ``status`` ----------------------------
+ALERT = "alert"
+ALERT_OPEN = "open"
+# The fault's window ended before a measurement showed it gone (bulletin over, board hours
+# over, device offline): the technician is told, and the same alert stays open.
+ALERT_UNCONFIRMED = "unconfirmed"
+ALERT_CLOSED = "closed"
+# An alert is open while its latest point has one of these; only "closed" ends it.
+ALERT_OPEN_STATUSES = (ALERT_OPEN, ALERT_UNCONFIRMED)
+
+
+def alert_open_where(column: str = "status") -> str:
+    """The InfluxQL condition "this alert point leaves the alert open"."""
+    return "(" + " OR ".join("\"%s\" = '%s'" % (column, s) for s in ALERT_OPEN_STATUSES) + ")"
+
+
 # -- Retention policies ----------------------------------------------------------------------
 RAW_RP = "raw"
 ROLLUP_1M_RP = "rollup_1m"

@@ -196,16 +196,18 @@ def _monitor_and_backend(now_ms: int, start: int) -> Iterator[str]:
     )
     yield line(
         "alert",
-        {**board, "fault": "offline", "status": "resolved"},
+        {**board, "fault": "offline", "status": "closed"},
         {"message": "Đã kết nối lại", "since_ms": start},
         start + 600_000,
     )
-    yield line(
-        "alert",
-        {**board, "fault": "dark", "status": "open"},
-        {"message": "Bảng tối", "since_ms": now_ms - 900_000},
-        now_ms - 900_000,
-    )
+    # Board hours ended with the board still dark: unconfirmed, and the alert stays open.
+    for status, at_ms in (("open", now_ms - 900_000), ("unconfirmed", now_ms - 300_000)):
+        yield line(
+            "alert",
+            {**board, "fault": "board_dark", "status": status},
+            {"message": "Bảng tin tắt", "since_ms": now_ms - 900_000},
+            at_ms,
+        )
     for tags in (silent, board):
         yield line(
             "data_gap",
@@ -415,6 +417,25 @@ async def test_silent_speaker_shows_as_silent_and_not_sounded(district: tuple[In
     assert rows["thon-na-ca"]["sounded_min"] == pytest.approx(40)
     # Three-valued: how many readings stand behind the minutes (none would be "no data").
     assert rows["thon-khuon-vang"]["readings"] > 0
+
+
+async def test_open_alerts_and_devices_in_fault_count_unconfirmed_alerts_and_not_closed_ones(
+    district: tuple[InfluxClient, int],
+) -> None:
+    """An alert is open until it is closed: one left unconfirmed (its window ended before a
+    measurement showed the fault gone) is still on the fleet's open-alert table and count."""
+    client, now_ms = district
+    queries = [q for _, _, q in panel_queries(DASHBOARDS["tincoso-fleet.json"])]
+    table_query = next(q for q in queries if q.startswith('SELECT "commune", "hamlet", "device", "fault"'))
+    listed = {
+        (row["device"], row["fault"])
+        for series in await client.query(substitute(table_query, now_ms, RAW_RP))
+        for row in (dict(zip(series["columns"], values, strict=True)) for values in series["values"])
+    }
+    assert listed == {(SILENT_SPEAKER, "dead_air"), (DARK_BOARD, "board_dark")}
+    count_query = next(q for q in queries if '"in_fault"' in q and "GROUP BY" not in q.rsplit(")", 1)[-1])
+    series = await client.query(substitute(count_query, now_ms, RAW_RP))
+    assert series[0]["values"][0][1] == 2
 
 
 async def test_minutes_per_day_are_whole_vietnam_days_from_the_daily_rollups(

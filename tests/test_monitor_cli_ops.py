@@ -115,6 +115,19 @@ async def _seed(influx_db: InfluxDatabase) -> None:
             {"message": "m", "since_ms": now_ms - 5000, "detail": "reason: lwt", "muted": False},
             now_ms - 4000,
         ),
+        # Dead air until the bulletin ended: unconfirmed, the alert stays open.
+        line(
+            "alert",
+            {**tags, "device": "vn-trangxa-loa-01", "fault": "dead_air", "status": "open"},
+            {"message": "m", "since_ms": now_ms - 50000, "detail": "", "muted": False, "alert_id": "DA7X2"},
+            now_ms - 50000,
+        ),
+        line(
+            "alert",
+            {**tags, "device": "vn-trangxa-loa-01", "fault": "dead_air", "status": "unconfirmed"},
+            {"message": "m", "since_ms": now_ms - 50000, "detail": "", "muted": False, "alert_id": "DA7X2"},
+            now_ms - 20000,
+        ),
         line(
             "alert",
             {**tags, "device": "vn-trangxa-loa-02", "fault": "amp_idle", "status": "open"},
@@ -151,6 +164,7 @@ async def test_status_and_alerts_read_the_monitors_points(
     loa1 = next(line for line in out.splitlines() if "vn-trangxa-loa-01" in line)
     assert "cụm loa" in loa1
     assert loa1.count("Mất kết nối") == 2  # its state and its open fault
+    assert "Mất tiếng trong giờ phát bản tin #DA7X2 (Chưa xác nhận" in loa1  # unconfirmed is still open
     loa3 = next(line for line in out.splitlines() if "vn-trangxa-loa-03" in line)
     assert "Chưa từng kết nối" in loa3
 
@@ -171,6 +185,10 @@ async def test_status_and_alerts_read_the_monitors_points(
     assert "mất điện hoặc mất mạng đột ngột" in open_part  # the evidence in words, not "reason: lwt"
     assert "lwt" not in out
     assert "không hoạt động" not in open_part  # amp_idle closed since
+    dead_air = next(line for line in open_part.splitlines() if "#DA7X2" in line)
+    assert "Chưa xác nhận" in dead_air
+    recent_dead_air = next(line for line in recent_part.splitlines() if "#DA7X2" in line)
+    assert "Đã khắc phục" not in recent_dead_air
     amp = next(line for line in recent_part.splitlines() if "vn-trangxa-loa-02" in line)
     assert "Đã khắc phục" in amp
     assert "30 giây" in amp  # opened 60 s ago, closed 30 s ago

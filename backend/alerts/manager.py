@@ -13,6 +13,7 @@ from backend.maintenance import MaintenanceError, MaintenanceStore
 from backend.monitor.clock import Clock
 from backend.monitor.rules import Transition
 from backend.registry import Registry
+from protocols.stored_data import ALERT, ALERT_CLOSED, ALERT_OPEN, ALERT_OPEN_STATUSES, ALERT_UNCONFIRMED
 
 __all__ = ["AlertManager", "PointSink"]
 
@@ -84,7 +85,7 @@ class AlertManager:
             self.store.open[key] = alert
             if not area and not self._muted(alert.device, now):
                 self._notify(alert, "open", now)
-            self._point(alert, "open", now)
+            self._point(alert, ALERT_OPEN, now)
             self.store.save()
             return
         closed = self.store.open.pop(key, None)
@@ -93,7 +94,7 @@ class AlertManager:
         # Whoever got the opening notice gets the recovery, even during maintenance.
         if closed.sent:
             self._notify(closed, "recovery", now)
-        self._point(closed, "closed", now)
+        self._point(closed, ALERT_CLOSED, now)
         self.store.save()
 
     def release(self, device: str, fault: str) -> Alert | None:
@@ -115,7 +116,7 @@ class AlertManager:
             return
         if alert.sent:
             self._notify(alert, "unconfirmed", now)
-        self._point(alert, "unconfirmed", now)
+        self._point(alert, ALERT_UNCONFIRMED, now)
         self.store.save()
 
     def tick(self) -> None:
@@ -133,7 +134,7 @@ class AlertManager:
                 if alert.area:
                     continue  # told in its area notice
                 self._notify(alert, "open", now)
-                self._point(alert, "open", now)  # no longer muted: status and alerts say so
+                self._point(alert, ALERT_OPEN, now)  # no longer muted: status and alerts say so
                 changed = True
             elif (
                 self.remind_s
@@ -162,7 +163,7 @@ class AlertManager:
         if alert is None or alert.acked:
             return alert
         alert.acked_by, alert.acked_at, alert.acked_via = by, self.clock.now(), via
-        self._point(alert, "open", self.clock.now())
+        self._point(alert, ALERT_OPEN, self.clock.now())
         self.store.save()
         log.info("alert %s (%s %s) acknowledged by %s via %s", alert.id, alert.device, alert.fault, by, via)
         return alert
@@ -217,7 +218,7 @@ class AlertManager:
         if self.points is None:
             return
         tags = {**self.registry.tags(alert.device), "fault": alert.fault, "status": status}
-        event = status if status in ("open", "unconfirmed") else "recovery"
+        event = status if status in ALERT_OPEN_STATUSES else "recovery"
         message = render(alert, self.registry, event, now).text
         fields: dict[str, FieldValue | None] = {
             "message": message,
@@ -230,4 +231,4 @@ class AlertManager:
             "acked_by": alert.acked_by,
             "acked_ms": None if alert.acked_at is None else int(alert.acked_at * 1000),
         }
-        self.points("alert", tags, fields, now)
+        self.points(ALERT, tags, fields, now)

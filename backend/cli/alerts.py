@@ -27,6 +27,7 @@ from backend.cli.common import EXIT_OK, CliError, Subparsers
 from backend.cli.context import CliContext, find_place, load_context, parse_duration
 from backend.cli.view import console, local_time, query
 from backend.monitor.service import OPEN_ALERTS_FILE
+from protocols.stored_data import ALERT_CLOSED, ALERT_OPEN, ALERT_OPEN_STATUSES, ALERT_UNCONFIRMED
 
 __all__ = ["register"]
 
@@ -94,6 +95,7 @@ class _Row:
     detail: str = ""
     acked_by: str | None = None
     muted: bool = False
+    unconfirmed: bool = False
 
 
 def list_alerts(args: argparse.Namespace) -> int:
@@ -112,7 +114,9 @@ def list_alerts(args: argparse.Namespace) -> int:
     lang = args.lang
     out = console()
     open_rows = [
-        _row(r) for r in latest if r["status"] == "open" and (devices is None or r["device"] in devices)
+        _row(r)
+        for r in latest
+        if r["status"] in ALERT_OPEN_STATUSES and (devices is None or r["device"] in devices)
     ]
     out.print(_table(ctx, term("alerts.open", lang), open_rows, lang, recent=False))
     merged = _merge([r for r in recent if devices is None or r["device"] in devices])
@@ -143,6 +147,7 @@ def _row(r: dict[str, Any]) -> _Row:
         detail=r.get("detail") or "",
         acked_by=r.get("acked_by"),
         muted=bool(r.get("muted")),
+        unconfirmed=r["status"] == ALERT_UNCONFIRMED,
     )
 
 
@@ -154,14 +159,15 @@ def _merge(points: list[dict[str, Any]]) -> list[_Row]:
         row = merged.get(key)
         if row is None:
             row = merged[key] = _row(r)
-            if r["status"] != "open":  # opened before the period: only its close is in it
+            if r["status"] != ALERT_OPEN:  # opened before the period: only later points are in it
                 row.opened = row.since if row.since is not None else r["time"] / 1000
-        if r["status"] == "open":
+        if r["status"] == ALERT_CLOSED:
+            row.closed = r["time"] / 1000
+        else:  # open, or still open but unconfirmed
             row.detail = r.get("detail") or row.detail
             row.acked_by = r.get("acked_by") or row.acked_by
             row.muted = row.muted or bool(r.get("muted"))
-        else:
-            row.closed = r["time"] / 1000
+            row.unconfirmed = r["status"] == ALERT_UNCONFIRMED
     return sorted(merged.values(), key=lambda row: row.closed or row.opened, reverse=True)
 
 
@@ -201,6 +207,8 @@ def _status(row: _Row, lang: str, *, recent: bool) -> str:
     if recent and row.closed is not None:
         return f"[green]{term('alert.closed', lang)}[/]"
     parts = [f"[red]{term('alert.open', lang)}[/]"]
+    if row.unconfirmed:
+        parts.append(f"[magenta]{term('alert.unconfirmed', lang)}[/]")
     if row.acked_by:
         parts.append(f"[cyan]{term('alert.acked', lang)}: {escape(row.acked_by)}[/]")
     if row.muted:

@@ -30,6 +30,7 @@ from backend.cli.context import (
 from backend.cli.view import console, local_time, query
 from backend.maintenance import FILE_NAME, MaintenanceError, MaintenanceStore, MaintenanceWindow
 from backend.registry import DEVICE_KINDS
+from protocols.stored_data import ALERT_OPEN_STATUSES, ALERT_UNCONFIRMED
 
 __all__ = ["parse_duration", "parse_local_time", "register"]
 
@@ -108,7 +109,7 @@ def fleet_status(args: argparse.Namespace) -> int:
     latest = {r["device"]: r for r in states}
     faults: dict[str, list[str]] = {}
     for row in alerts:
-        if row["status"] == "open":
+        if row["status"] in ALERT_OPEN_STATUSES:
             faults.setdefault(row["device"], []).append(_fault_cell(row, lang))
     windows = _windows(ctx)
     now = time.time()
@@ -163,6 +164,8 @@ def _fault_cell(row: dict[str, Any], lang: str) -> str:
     if row.get("alert_id"):
         text += f" #{row['alert_id']}"
     marks = []
+    if row["status"] == ALERT_UNCONFIRMED:
+        marks.append(f"[magenta]{term('alert.unconfirmed', lang)}[/]")
     if row.get("acked_by"):
         marks.append(f"[cyan]{term('alert.acked', lang)}: {escape(row['acked_by'])}[/]")
     if row.get("muted"):

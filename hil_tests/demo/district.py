@@ -135,9 +135,10 @@ def write_demo_registry(
     """Write the registry the demo's backend reads.
 
     Bulletin windows and board hours are the real local times at which the demo plays
-    them. Every technician keeps the example's name, e-mail and language, and gets a
-    webhook on the demo's local receiver; commune websites point at that receiver too,
-    so alerts and website checks never leave 127.0.0.1.
+    them. Every technician keeps the example's name, e-mail, phone, Telegram chat and
+    language, and gets a webhook on the demo's local receiver; commune websites point at
+    that receiver too. SMS and Telegram go to the demo's gateway and Bot API stand-ins, so
+    alerts and website checks never leave 127.0.0.1.
 
     Args:
         path: the file to write.
@@ -153,6 +154,10 @@ def write_demo_registry(
             entry: dict[str, Any] = {"name": person.name}
             if person.email:
                 entry["email"] = person.email
+            if person.phone:
+                entry["phone"] = person.phone
+            if person.telegram_chat_id:
+                entry["telegram_chat_id"] = person.telegram_chat_id
             entry["webhook"] = f"{receiver_url}/hook/{commune.id}"
             if person.language != "vi":
                 entry["language"] = person.language

@@ -217,6 +217,8 @@ class Demo:
             alerts=sent_alerts(stack.http),  # type: ignore[arg-type]
             emails=len(stack.smtp.messages),  # type: ignore[union-attr]
             webhooks=len(stack.http.received()),  # type: ignore[union-attr]
+            sms=len(stack.sms.received()),  # type: ignore[union-attr]
+            telegram=len(stack.telegram.sent),  # type: ignore[union-attr]
             grafana=grafana,
             kpi=kpi,
         )

@@ -2,7 +2,7 @@
 
 * Mosquitto in secure mode (TLS, a password and an ACL per device; the backend on its own
   listener with the backend identity) and InfluxDB, under the demo directory;
-* the technicians' SMTP server and webhook receiver;
+* the technicians' end: SMTP server, webhook receiver, SMS gateway and Telegram Bot API;
 * ``tincoso backend`` (ingest and monitor) as a child process, with demo-speed settings;
 * an audit capture on the backend listener (every message the broker routed);
 * the fleet: per device the simulated hardware and a real ``tincoso-agent`` process whose
@@ -23,7 +23,7 @@ from backend.localservices import LocalServices
 from backend.provision.store import ProvisionStore
 from hil_tests.audit import MqttCapture
 from hil_tests.demo.district import District
-from hil_tests.demo.receivers import HttpReceiver, SmtpServer
+from hil_tests.demo.receivers import HttpReceiver, SmsGatewayReceiver, SmtpServer, TelegramBotApi
 from hil_tests.faults.backend import BackendProcess
 from hil_tests.rig import Rig
 
@@ -42,6 +42,7 @@ RULES = {
     "board_frozen": {"for_s": 30.0},
 }
 AGENT_STOP_TIMEOUT_S = 5.0
+TELEGRAM_TOKEN = "demo:tincoso"
 PROGRAMME_LEVEL_DBFS = -18.0
 
 
@@ -86,6 +87,8 @@ class Stack:
         self.credentials: dict[str, dict[str, Any]] = {}
         self.smtp: SmtpServer | None = None
         self.http: HttpReceiver | None = None
+        self.sms: SmsGatewayReceiver | None = None
+        self.telegram: TelegramBotApi | None = None
         self.backend: BackendProcess | None = None
         self.capture: SecureCapture | None = None
         self.rig: Rig | None = None
@@ -111,16 +114,19 @@ class Stack:
         return self.services.secrets
 
     def start_receivers(self) -> tuple[SmtpServer, HttpReceiver]:
-        """The SMTP server and the webhook/website receiver."""
+        """The SMTP server, the webhook/website receiver, the SMS gateway and the Telegram Bot API."""
         self.smtp, self.http = SmtpServer(), HttpReceiver()
-        self.smtp.start()
-        self.http.start()
+        self.sms, self.telegram = SmsGatewayReceiver(), TelegramBotApi(TELEGRAM_TOKEN)
+        for receiver in (self.smtp, self.http, self.sms, self.telegram):
+            receiver.start()
         return self.smtp, self.http
 
     def start_backend(self, registry: Path, *, dead_air_rule: bool) -> BackendProcess:
         """``tincoso backend`` on the backend listener, as the backend identity."""
         assert self.services is not None
         assert self.smtp is not None
+        assert self.sms is not None
+        assert self.telegram is not None
         user, password = self.secrets.ensure_backend()
         rules: dict[str, Any] = {k: dict(v) for k, v in RULES.items()}
         if not dead_air_rule:
@@ -145,6 +151,14 @@ class Stack:
                 "smtp_port": self.smtp.port,
                 "smtp_starttls": False,
                 "smtp_from": "tincoso-demo@localhost",
+                # The common brandname-SMS API shape (eSMS), answered by the local gateway.
+                "sms_url": f"{self.sms.url}/sms",
+                "sms_params": {"ApiKey": "demo", "SecretKey": "demo", "Brandname": "TINCOSO", "SmsType": "2"},
+                "sms_ok_field": "CodeResult",
+                "sms_ok_value": "100",
+                "telegram_token": TELEGRAM_TOKEN,
+                "telegram_base_url": self.telegram.url,
+                "telegram_poll_s": 1.0,
                 "backoff_s": 0.5,
                 "backoff_max_s": 2.0,
             },
@@ -217,6 +231,8 @@ class Stack:
             ("backend", lambda: self.backend.stop() if self.backend else None),
             ("SMTP server", lambda: self.smtp.stop() if self.smtp else None),
             ("webhook receiver", lambda: self.http.stop() if self.http else None),
+            ("SMS gateway", lambda: self.sms.stop() if self.sms else None),
+            ("Telegram Bot API", lambda: self.telegram.stop() if self.telegram else None),
         ]
         if not keep_services:
             steps.append(("Mosquitto and InfluxDB", lambda: self.services.stop() if self.services else None))

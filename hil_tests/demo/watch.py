@@ -14,6 +14,7 @@ import httpx
 
 from backend.influx import rows
 from hil_tests.demo.receivers import HttpReceiver, Notice, SmtpServer
+from protocols.stored_data import ALERT_OPEN_STATUSES
 
 READINGS = ("heartbeat", "audio", "display", "event")
 _STATE = "SELECT online FROM state GROUP BY device ORDER BY time DESC LIMIT 1"
@@ -51,7 +52,7 @@ def read_fleet(influx_url: str, database: str, timeout: float = 5.0) -> FleetVie
     for row in rows(results[0].get("series", [])):
         view.online[row["device"]] = bool(row["online"])
     for row in rows(results[1].get("series", [])):
-        if row["status"] == "open":
+        if row["status"] in ALERT_OPEN_STATUSES:
             view.open_faults.setdefault(row["device"], []).append(row["fault"])
     for series in results[2].get("series", []):
         view.readings[series["name"]] = int(series["values"][0][1])

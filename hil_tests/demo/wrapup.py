@@ -35,6 +35,8 @@ class Outcome:
     alerts: list[SentAlert]
     emails: int
     webhooks: int
+    sms: int
+    telegram: int
     grafana: Path
     kpi: list[Path] | None
 
@@ -72,6 +74,8 @@ def print_plan(console: Console, stack: Stack, timeline: Timeline, root: Path) -
     assert stack.services is not None
     assert stack.smtp is not None
     assert stack.http is not None
+    assert stack.sms is not None
+    assert stack.telegram is not None
     district = stack.district
     urls = stack.mqtt_urls()
     say = console.print
@@ -95,8 +99,9 @@ def print_plan(console: Console, stack: Stack, timeline: Timeline, root: Path) -
         f"{escape(shown(stack.secrets.directory))}/devices/<id>/agent-mqtt.toml is each agent's \\[mqtt]"
     )
     say(
-        f"Alerts     to a local SMTP server 127.0.0.1:{stack.smtp.port} and webhook receiver "
-        f"{stack.http.url}/hook/<commune> (real deliveries, nothing leaves 127.0.0.1)"
+        f"Alerts     to a local SMTP server 127.0.0.1:{stack.smtp.port}, webhook receiver "
+        f"{stack.http.url}/hook/<commune>, SMS gateway {stack.sms.url}/sms and Telegram Bot API "
+        f"{stack.telegram.url} (real deliveries, nothing leaves 127.0.0.1)"
     )
     say(
         "The day, real time (UTC+7) -> simulated clock. Only the clock is accelerated: agents, broker, "
@@ -194,7 +199,8 @@ def print_summary(
     say(f"  Readings  {view.readings_total:,} stored in InfluxDB ({per_kind})")
     say(
         f"  Alerts    {opened} sent, {recovered} recovered, {still_open} still open at 22:00; "
-        f"{outcome.emails} e-mails and {outcome.webhooks} webhook calls delivered to the local receivers"
+        f"{outcome.emails} e-mails, {outcome.webhooks} webhook calls, {outcome.sms} SMS and "
+        f"{outcome.telegram} Telegram messages delivered to the local receivers"
     )
     say(
         f"  Audit     produced {totals.get('produced', 0):,} · stored {totals.get('stored', 0):,} · "
