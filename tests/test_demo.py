@@ -7,6 +7,7 @@ what the user sees (the summary, alerts delivered) and what the demo leaves behi
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import stat
@@ -20,7 +21,11 @@ import psutil
 import pytest
 import yaml
 
+from backend.influx import InfluxClient
+from backend.influx import line as influx_line
 from hil_tests.demo.timeline import EVENING, MORNING, plan_timeline
+from hil_tests.demo.watch import read_fleet
+from tests.services_fixtures import InfluxDatabase
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--communes", "2", "--fleet-size", "2", "--no-align", "--no-pdf"]
@@ -53,6 +58,35 @@ def test_aligned_day_puts_bulletins_on_whole_registry_minutes() -> None:
     assert timeline.real_at(5 * 60 + 30) == morning.real_start
     assert timeline.real_at(18 * 60) == evening.real_end
     assert round(timeline.sim_at(evening.real_start + 30)) == 17 * 60 + 30
+
+
+async def test_the_fleet_view_shows_open_and_unconfirmed_faults_not_closed_ones(
+    influx_db: InfluxDatabase,
+) -> None:
+    """The demo's live view and its 22:00 table read the monitor's ``alert`` points: an alert
+    left unconfirmed when its bulletin ended is still open (▲), a closed one is not."""
+    tags = {"commune": "phu-thuong", "hamlet": "Xóm Đồng Kè", "kind": "speaker_cluster"}
+    statuses = {
+        "vn-phuthuong-loa-01": ("amp_idle", ["open", "unconfirmed"]),
+        "vn-phuthuong-loa-02": ("dead_air", ["open"]),
+        "vn-trangxa-loa-01": ("amp_idle", ["open", "closed"]),
+    }
+    now_ms = int(time.time() * 1000)
+    points = [
+        influx_line(
+            "alert",
+            {**tags, "device": device, "fault": fault, "status": status},
+            {"message": "m", "since_ms": now_ms - 60_000},
+            now_ms - 60_000 + 1000 * n,
+        )
+        for device, (fault, sequence) in statuses.items()
+        for n, status in enumerate(sequence)
+    ]
+    async with InfluxClient(influx_db.base_url, influx_db.name) as client:
+        await client.write(points)
+    view = await asyncio.to_thread(read_fleet, influx_db.base_url, influx_db.name)
+    assert view.error is None
+    assert view.open_faults == {"vn-phuthuong-loa-01": ["amp_idle"], "vn-phuthuong-loa-02": ["dead_air"]}
 
 
 def test_unaligned_windows_never_overlap() -> None:

@@ -18,7 +18,8 @@ from protocols.stored_data import ALERT_OPEN_STATUSES
 
 READINGS = ("heartbeat", "audio", "display", "event")
 _STATE = "SELECT online FROM state GROUP BY device ORDER BY time DESC LIMIT 1"
-_ALERTS = "SELECT status FROM alert GROUP BY device, fault ORDER BY time DESC LIMIT 1"
+# ``status`` is a tag: a query that selects no field returns nothing, so ``since_ms`` too.
+_ALERTS = "SELECT since_ms, status FROM alert GROUP BY device, fault ORDER BY time DESC LIMIT 1"
 _COUNTS = "SELECT count(seq) FROM {}".format(", ".join(f'"{m}"' for m in READINGS))
 
 
