@@ -100,8 +100,11 @@ def print_plan(console: Console, stack: Stack, timeline: Timeline, root: Path) -
     )
     say(
         f"Alerts     to a local SMTP server 127.0.0.1:{stack.smtp.port}, webhook receiver "
-        f"{stack.http.url}/hook/<commune>, SMS gateway {stack.sms.url}/sms and Telegram Bot API "
-        f"{stack.telegram.url} (real deliveries, nothing leaves 127.0.0.1)"
+        f"{stack.http.url}/hook/<commune>,"
+    )
+    say(
+        f"           SMS gateway {stack.sms.url}/sms and Telegram Bot API {stack.telegram.url} "
+        "(real deliveries, nothing leaves 127.0.0.1)"
     )
     say(
         "The day, real time (UTC+7) -> simulated clock. Only the clock is accelerated: agents, broker, "
