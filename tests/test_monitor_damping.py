@@ -146,6 +146,21 @@ def test_a_monitor_stall_is_not_a_device_outage(tmp_path: Path) -> None:
     assert _stalled_monitor(tmp_path, guard=True) == []
 
 
+def test_an_always_late_monitor_still_judges_silence_one_tick_behind(tmp_path: Path) -> None:
+    """Overloaded, every tick is late: the guard skips one, never two in a row."""
+    clock = ManualClock(local_ts(14, 0))
+    monitor, _ = _monitor(tmp_path, clock)
+    dev = ScriptedDevice(LOA, clock, heartbeat_s=HEARTBEAT_S)
+    _send(monitor, dev.birth())
+    _send(monitor, dev.death())
+    clock.advance(6 * 60)
+    monitor.tick(late_s=5)
+    assert monitor.store.open == {}
+    monitor.tick(late_s=5)
+    assert (LOA, "offline") in monitor.store.open
+    assert monitor.counts["stalls"] == 1
+
+
 def test_without_the_stall_guard_the_monitor_blames_the_device_for_its_own_pause(tmp_path: Path) -> None:
     assert _stalled_monitor(tmp_path, guard=False) == [("open", "offline"), ("recovery", "offline")]
 

@@ -127,6 +127,7 @@ class Monitor:
         self.registry = registry
         self.clock = clock or SystemClock()
         self.counts: Counter[str] = Counter()
+        self._stalled = False  # the last tick was skipped after a stall
         self.fleet = FleetState(
             self.clock,
             missed_heartbeats=settings.missed_heartbeats,
@@ -216,9 +217,13 @@ class Monitor:
 
         ``late_s``: how much later than due this tick runs. After a stall of more than
         ``STALL_S`` only deliveries and reminders run: timeouts and rules wait for the next
-        tick, when the messages that queued during the stall have been handled.
+        tick, when the messages that queued during the stall have been handled. Never two
+        ticks in a row: a monitor that is always late (overloaded) still judges silence,
+        one tick behind.
         """
-        if late_s > STALL_S:
+        stalled, self._stalled = late_s > STALL_S and not self._stalled, False
+        if stalled:
+            self._stalled = True
             self.counts["stalls"] += 1
             log.warning(
                 "monitor stalled %.1f s (its loop blocked or the machine starved it): "
