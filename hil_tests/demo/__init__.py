@@ -3,7 +3,8 @@
 Local Mosquitto (secure mode) and InfluxDB, the real backend, and a simulated district on
 the HIL rig: every device a real agent process against simulated hardware, playing an
 accelerated day with scripted faults, with alerts delivered to a local SMTP server, webhook
-receiver, brandname-SMS gateway and Telegram Bot API. See ``README.md`` ("What `make demo` shows") for a real run.
+receiver, brandname-SMS gateway and Telegram Bot API. See ``README.md`` ("What `make demo`
+shows") for a real run.
 
 Modules: ``district`` (the fleet and its registry), ``timeline`` (the accelerated day),
 ``script`` (bulletins and faults), ``stack`` (start and stop everything), ``receivers``
