@@ -67,6 +67,27 @@ async def test_dead_air_during_evening_bulletin_alerts_commune_technician(tmp_pa
     assert "Bản tin chiều 17:00–18:00" in notice.text
 
 
+async def test_dead_air_notice_says_how_long_it_has_been_silent_not_the_last_windows_quiet_seconds(
+    tmp_path: Path,
+) -> None:
+    """As in the demo: the stream stalls near the end of a 2 s report window (1 s quiet), and
+    the agent's dead-air event follows 5 s later, before its next reading. The notice says
+    about 6 s of silence, not "1 s"."""
+    clock = ManualClock(local_ts(17, 10))
+    monitor, channel = _monitor(tmp_path, clock)
+    dev = ScriptedDevice(LOA, clock)
+    _send(monitor, dev.birth())
+    _send(monitor, dev.audio(window_s=2))
+    clock.advance(2)
+    _send(monitor, dev.audio(window_s=2, dead_air_s=1))  # sound, then the stall
+    clock.advance(2)
+    _send(monitor, dev.audio(window_s=2, dead_air_s=2, rms_dbfs=-80.0, playing=False))
+    clock.advance(3)
+    _send(monitor, dev.event("fault_start", "dead_air"))
+    assert await _delivered(monitor, channel) == [("open", "dead_air")]
+    assert "im lặng 6 giây trong Bản tin chiều 17:00–18:00" in channel.sent[0][1].text
+
+
 async def test_silence_before_the_bulletin_does_not_alert_as_it_starts_but_a_silent_bulletin_does(
     tmp_path: Path,
 ) -> None:

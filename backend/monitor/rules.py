@@ -133,7 +133,9 @@ def _dead_air(st: DeviceState, ctx: RuleContext, s: RuleSettings) -> tuple[bool 
     if bulletin is None:
         # Outside a bulletin (or in its first seconds) silence proves nothing either way.
         return EVIDENCE_ENDED
-    seconds = st.audio["dead_air_s"] if st.audio else 0
+    # How long it has been silent (not the last window's quiet seconds: a reading sent just
+    # before the agent's dead-air event would make a long silence read "1 s").
+    seconds = round(ctx.now - st.silent_since) if silent and st.silent_since is not None else 0
     return (silent, f"{bulletin.label()}, {seconds:g} s")
 
 

@@ -62,6 +62,9 @@ class DeviceState:
     heartbeat: Message | None = None
     audio: Message | None = None
     display: Message | None = None
+    # Since when the audio has been silent, from the live readings' ``dead_air_s`` (seconds
+    # of each report window below the agent's threshold); None while there is sound.
+    silent_since: float | None = None
     # code -> since when the agent reports it, or None once the agent reported its end
     agent_faults: dict[str, float | None] = field(default_factory=dict)
     boots: deque[float] = field(default_factory=lambda: deque(maxlen=64))
@@ -128,6 +131,8 @@ class FleetState:
             self._event(state, msg)
         elif live and kind in ("heartbeat", "audio", "display"):
             setattr(state, kind, msg)
+            if kind == "audio":
+                self._follow_silence(state, msg)
         return self._heard(state)
 
     def check_timeouts(self) -> list[StateChange]:
@@ -172,6 +177,15 @@ class FleetState:
                 state.agent_faults[msg["code"]] = self.clock.now()
         elif msg["event"] == "fault_end":
             state.agent_faults[msg["code"]] = None
+
+    def _follow_silence(self, state: DeviceState, msg: Message) -> None:
+        quiet = float(msg["dead_air_s"])
+        if quiet <= 0:
+            state.silent_since = None
+        elif quiet < float(msg["window_s"]) or state.silent_since is None:
+            # Sound earlier in the window (or the first quiet one): the silence is its end.
+            state.silent_since = self.clock.now() - quiet
+        # else: a whole window below the threshold: the silence goes on
 
     def _heard(self, state: DeviceState) -> list[StateChange]:
         now = self.clock.now()
