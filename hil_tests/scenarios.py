@@ -82,14 +82,15 @@ def detection_switch(
         off: the parameter with it off (a setting, a threshold).
         raises: what the test raises when it misses.
     """
-    return [
-        pytest.param(on, id="detection-on"),
-        pytest.param(
-            off,
-            id="detection-off",
-            marks=pytest.mark.xfail(raises=raises, strict=True, reason=reason),
-        ),
-    ]
+    return [pytest.param(on, id="detection-on"), switched_off(off, "detection-off", reason, raises=raises)]
+
+
+def switched_off(value: Any, id: str, reason: str, *, raises: type[BaseException] = DetectionMissed) -> Any:
+    """One parameter with a detection (or a safeguard) off: a strict xfail on ``raises``.
+
+    For scenarios with more than one switch (``detection_switch`` makes the usual pair).
+    """
+    return pytest.param(value, id=id, marks=pytest.mark.xfail(raises=raises, strict=True, reason=reason))
 
 
 def eventually(

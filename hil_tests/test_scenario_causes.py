@@ -24,7 +24,14 @@ from dashboards.build import render
 from dashboards.i18n import Strings
 from hil_tests.faults.disk import remount
 from hil_tests.rig import RigDevice
-from hil_tests.scenarios import DetectionMissed, District, detection_switch, eventually, local_window
+from hil_tests.scenarios import (
+    DetectionMissed,
+    District,
+    detection_switch,
+    eventually,
+    local_window,
+    switched_off,
+)
 from hil_tests.simulators.ups import UpsSimulator
 
 pytestmark = pytest.mark.hil
@@ -41,14 +48,10 @@ def _more_than(count: Callable[[], int], n: int) -> Callable[[], bool]:
     "switch",
     [
         pytest.param("defaults", id="shipped-defaults"),
-        pytest.param(
+        switched_off(
             "no_damping",
-            id="damping-off",
-            marks=pytest.mark.xfail(
-                raises=DetectionMissed,
-                strict=True,
-                reason="[rules.offline] grace_heartbeats = 0: an offline alert and a recovery per reboot",
-            ),
+            "damping-off",
+            "[rules.offline] grace_heartbeats = 0: an offline alert and a recovery per reboot",
         ),
     ],
 )

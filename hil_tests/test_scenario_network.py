@@ -22,6 +22,7 @@ from hil_tests.scenarios import (
     District,
     at_least,
     eventually,
+    switched_off,
 )
 
 pytestmark = pytest.mark.hil
@@ -95,23 +96,11 @@ def _readings(district: District, device: RigDevice) -> list[CapturedMessage]:
     "switch",
     [
         pytest.param("none", id="detection-on"),
-        pytest.param(
-            "offline_rule",
-            id="offline-rule-off",
-            marks=pytest.mark.xfail(
-                raises=DetectionMissed,
-                strict=True,
-                reason="[rules.offline] enabled = false: no offline alert",
-            ),
-        ),
-        pytest.param(
+        switched_off("offline_rule", "offline-rule-off", "[rules.offline] enabled = false: no offline alert"),
+        switched_off(
             "queue",
-            id="tiny-queue",
-            marks=pytest.mark.xfail(
-                raises=DetectionMissed,
-                strict=True,
-                reason="[queue] max_messages = 10: the outage overflows the queue, the audit finds the loss",
-            ),
+            "tiny-queue",
+            "[queue] max_messages = 10: the outage overflows the queue, the audit finds the loss",
         ),
     ],
 )
@@ -182,23 +171,15 @@ def test_speaker_cluster_loses_4g_then_replays_every_reading_with_original_times
     "switch",
     [
         pytest.param("defaults", id="shipped-defaults"),
-        pytest.param(
+        switched_off(
             "no_damping",
-            id="damping-off",
-            marks=pytest.mark.xfail(
-                raises=DetectionMissed,
-                strict=True,
-                reason="[rules.offline] grace_heartbeats = 0: every flap is an offline alert and a recovery",
-            ),
+            "damping-off",
+            "[rules.offline] grace_heartbeats = 0: every flap is an offline alert and a recovery",
         ),
-        pytest.param(
+        switched_off(
             "no_flapping_rule",
-            id="flapping-rule-off",
-            marks=pytest.mark.xfail(
-                raises=DetectionMissed,
-                strict=True,
-                reason="[rules.link_flapping] enabled = false: nobody hears that the link keeps dropping",
-            ),
+            "flapping-rule-off",
+            "[rules.link_flapping] enabled = false: nobody hears that the link keeps dropping",
         ),
     ],
 )

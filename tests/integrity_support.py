@@ -65,6 +65,7 @@ def ingest_config(
 
 @contextlib.asynccontextmanager
 async def running_ingest(config: BackendConfig, devices: Registry) -> AsyncIterator[IngestService]:
+    """The ingest service, connected, for the body of the ``async with``; stopped after it."""
     service = IngestService(config, devices)
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))

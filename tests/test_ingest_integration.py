@@ -7,7 +7,6 @@ see each other's messages.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -16,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +23,15 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from backend.config import BackendConfig, config_from_dict
+from backend.config import config_from_dict
 from backend.influx import InfluxClient, rows
 from backend.ingest import IngestService
 from backend.localservices import LocalInflux, LocalMosquitto
-from backend.registry import Registry, parse_registry
+from backend.registry import parse_registry
 from backend.spool import SpoolError
 from protocols import payloads, topics
 from protocols.examples import EXAMPLES
+from tests.integrity_support import running_ingest
 
 pytestmark = pytest.mark.slow
 
@@ -102,19 +102,6 @@ def _config(
         "spool": {"dir": str(tmp_path / "spool"), "drain_records": 5},
         "registry": {"path": str(tmp_path / "registry.yaml")},
     }
-
-
-@contextlib.asynccontextmanager
-async def running_ingest(config: BackendConfig, registry: Registry) -> AsyncIterator[IngestService]:
-    service = IngestService(config, registry)
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop))
-    try:
-        await asyncio.wait_for(service.connected.wait(), 10)
-        yield service
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
 
 
 async def _wait_for(check: Callable[[], Any], limit_s: float = 20.0, what: str = "condition") -> Any:

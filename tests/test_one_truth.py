@@ -39,7 +39,8 @@ from backend.rollups import RetentionConfig, backfill, ensure_retention_and_roll
 from dashboards.build import constants_of, render
 from dashboards.querytools import substitute
 from protocols import payloads, topics
-from tests.test_ingest_integration import Publisher, _config, _wait_for, running_ingest
+from tests.integrity_support import running_ingest
+from tests.test_ingest_integration import Publisher, _config, _wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -62,7 +62,8 @@ from backend.registry import LOCAL_TZ, parse_registry
 from dashboards.build import constants_of, render
 from dashboards.querytools import substitute
 from hil_tests.faults.proxy import TcpProxy
-from tests.test_ingest_integration import _config, _wait_for, running_ingest
+from tests.integrity_support import running_ingest
+from tests.test_ingest_integration import _config, _wait_for
 
 pytestmark = pytest.mark.slow
 
